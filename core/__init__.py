@@ -1,0 +1,1 @@
+"""The plugin contract and its machinery: hooks, registry, discovery, config, CLI."""

@@ -1,0 +1,150 @@
+"""The ``codedance`` command line: a click group whose commands are all plugins.
+
+The group itself only owns the global options (``--config``, ``-o``). Every
+subcommand, built-in ones included, comes from a ``register_commands`` hook, so
+third-party commands sit beside ``plugins``, ``config`` and ``doctor`` as peers.
+Configuration, registry and validated config are built lazily, once per call.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from functools import cached_property, update_wrapper
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from codedance import __version__
+from codedance.core.errors import CodedanceError, DuplicateNameError, PluginLoadWarning
+
+if TYPE_CHECKING:
+    from codedance.core.config import Config
+    from codedance.core.registry import Registry
+    from codedance.core.sources import ConfigSources
+
+__all__ = ["App", "cli", "get_app", "main", "pass_app"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_APP_KEY = "codedance.app"
+#: Commands that render plugin problems themselves instead of a warning preamble.
+_SHOWS_PROBLEMS = {"plugins", "doctor"}
+
+
+class App:
+    """What one CLI invocation works with: sources, registry and validated config."""
+
+    def __init__(self, config_path: str | None, overrides: tuple[str, ...]) -> None:
+        self.config_path = config_path
+        self.overrides = overrides
+
+    @cached_property
+    def sources(self) -> ConfigSources:
+        from codedance.core.sources import load_sources
+
+        return load_sources(self.config_path, self.overrides)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from codedance.core.discovery import load_registry, pinned_registry
+
+        pinned = pinned_registry()
+        if pinned is not None:
+            return pinned
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PluginLoadWarning)
+            return load_registry(self.sources.plugin_specs())
+
+    @cached_property
+    def config(self) -> Config:
+        from codedance.core.config import validate_sources
+
+        return validate_sources(self.sources)
+
+
+def get_app(ctx: click.Context | None = None) -> App:
+    """The :class:`App` of the running invocation (created on first use)."""
+    root = (ctx or click.get_current_context()).find_root()
+    if _APP_KEY not in root.meta:
+        params = root.params
+        root.meta[_APP_KEY] = App(params.get("config_path"), tuple(params.get("overrides", ())))
+    app: App = root.meta[_APP_KEY]
+    return app
+
+
+def pass_app(function: F) -> F:
+    """Decorator for plugin commands: pass the :class:`App` as the first argument."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(get_app(), *args, **kwargs)
+
+    return update_wrapper(wrapper, function)  # type: ignore[return-value]
+
+
+class PluginGroup(click.Group):
+    """A click group that lists and resolves its commands through the registry."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return get_app(ctx).registry.names("command")
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from codedance.core.errors import UnknownNameError
+
+        try:
+            command: click.Command = get_app(ctx).registry.get("command", cmd_name)
+        except UnknownNameError:
+            return None
+        except DuplicateNameError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        return command
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except CodedanceError as exc:
+            _fail(exc)
+
+
+def _fail(exc: CodedanceError) -> NoReturn:
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group(
+    cls=PluginGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    is_eager=True,
+    envvar="CODEDANCE_CONFIG",
+    help="A YAML file merged over the default registry.yaml [env: CODEDANCE_CONFIG].",
+)
+@click.option(
+    "-o",
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    is_eager=True,
+    help="Override one setting, e.g. -o runtime.max_turns=6 (repeatable; YAML values).",
+)
+@click.version_option(__version__, prog_name="codedance")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """codedance: executable visual reasoning (model writes code, sandbox runs it).
+
+    Every command below is a plugin; `codedance plugins` shows who provides what.
+    """
+    if ctx.invoked_subcommand in _SHOWS_PROBLEMS:
+        return
+    for problem in get_app(ctx).registry.problems:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="codedance")

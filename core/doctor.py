@@ -1,0 +1,201 @@
+"""``codedance doctor``: which extras, system tools and backends are usable here.
+
+Each check returns a :class:`Check` with a status and, when something is missing,
+the exact fix. Checks never raise: a broken environment is what doctor reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from codedance.core.errors import CodedanceError
+
+if TYPE_CHECKING:
+    from codedance.core.cli import App
+
+__all__ = ["EXTRAS", "Check", "run_checks"]
+
+Status = Literal["ok", "warn", "fail"]
+
+#: extra -> modules it provides (import names), as pyproject.toml declares them.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "hf": ("torch", "transformers"),
+    "vllm": ("vllm",),
+    "train": ("torch", "verl", "cachetools", "uvicorn", "fastapi"),
+    "e2b": ("e2b_code_interpreter",),
+    "docker": ("docker",),
+    "ocr": ("rapidocr_onnxruntime",),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    area: str
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def run_checks(app: App) -> list[Check]:
+    """Every check, in report order; ``app`` is the CLI's :class:`~codedance.core.cli.App`."""
+    checks: list[Check] = [_python()]
+    for producer in (_extras, _bubblewrap, _docker_engine, _e2b_key, _gpu):
+        checks.extend(producer())
+    checks.extend(_configuration(app))
+    return checks
+
+
+def _python() -> Check:
+    version = platform.python_version()
+    ok = sys.version_info >= (3, 10)
+    return Check(
+        "system",
+        "python",
+        "ok" if ok else "fail",
+        f"{version} ({sys.executable})",
+        "" if ok else "install Python 3.10 or newer",
+    )
+
+
+def _extras() -> Iterator[Check]:
+    for extra, modules in EXTRAS.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if not missing:
+            yield Check("extra", extra, "ok", "installed: " + ", ".join(modules))
+            continue
+        fix = f"pip install 'codedance[{extra}]'"
+        if "torch" in missing:
+            fix = "pip install torch==2.13.0 (CPU) or a CUDA build first, then " + fix
+        yield Check("extra", extra, "warn", "missing: " + ", ".join(missing), fix)
+
+
+def _bubblewrap() -> Iterator[Check]:
+    path = shutil.which("bwrap")
+    if path is None:
+        yield Check(
+            "system",
+            "bubblewrap",
+            "warn",
+            "bwrap not found (local sandbox isolation)",
+            "apt-get install -y bubblewrap",
+        )
+        return
+    probe = [path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    result = _run(probe)
+    if isinstance(result, str):
+        yield Check(
+            "system",
+            "bubblewrap",
+            "warn",
+            f"{path} cannot run: {result}",
+            "allow unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1",
+        )
+    else:
+        yield Check("system", "bubblewrap", "ok", f"{path} isolates (net, pid, ipc, uts, user)")
+
+
+def _docker_engine() -> Iterator[Check]:
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    fix = "start the Docker daemon or set DOCKER_HOST (needed by sandbox.backend=docker)"
+    if importlib.util.find_spec("docker") is None:
+        socket = host.removeprefix("unix://")
+        if host.startswith("unix://") and os.path.exists(socket):
+            yield Check("backend", "docker engine", "ok", f"socket at {socket}")
+        else:
+            yield Check("backend", "docker engine", "warn", f"no engine at {host}", fix)
+        return
+    import docker
+
+    try:
+        docker.DockerClient(base_url=host, timeout=3).ping()
+    except Exception as exc:
+        yield Check("backend", "docker engine", "warn", f"{host}: {type(exc).__name__}", fix)
+    else:
+        yield Check("backend", "docker engine", "ok", f"engine answers at {host}")
+
+
+def _e2b_key() -> Iterator[Check]:
+    if os.environ.get("E2B_API_KEY"):
+        yield Check("backend", "e2b", "ok", "E2B_API_KEY is set")
+    else:
+        yield Check(
+            "backend",
+            "e2b",
+            "warn",
+            "E2B_API_KEY is not set",
+            "export E2B_API_KEY=... (needed by sandbox.backend=e2b)",
+        )
+
+
+def _gpu() -> Iterator[Check]:
+    smi = shutil.which("nvidia-smi")
+    result = _run([smi, "-L"]) if smi else "nvidia-smi not found"
+    if isinstance(result, str):
+        yield Check(
+            "system",
+            "gpu",
+            "warn",
+            f"no CUDA GPU: {result}",
+            "vllm and training need a GPU; hf and the openai backend work without one",
+        )
+    else:
+        yield Check("system", "gpu", "ok", result.stdout.strip().splitlines()[0])
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if result.returncode != 0:
+        return (result.stderr or result.stdout).strip() or f"exit code {result.returncode}"
+    return result
+
+
+def _configuration(app: App) -> Iterator[Check]:
+    from codedance.core.config import check_names
+
+    registry = app.registry
+    yield Check(
+        "plugins",
+        "loaded",
+        "ok",
+        f"{len(registry.plugins)} plugins, {len(registry.entries())} components",
+    )
+    for problem in registry.problems:
+        yield Check("plugins", problem.plugin, "fail", str(problem))
+    try:
+        config = app.config
+    except CodedanceError as exc:
+        yield Check("config", "registry.yaml", "fail", str(exc))
+        return
+    yield Check("config", "registry.yaml", "ok", " + ".join(app.sources.labels))
+    for name_problem in check_names(config, registry):
+        yield Check("config", "names", "warn", str(name_problem))
+    yield from _backend_checks(app)
+
+
+def _backend_checks(app: App) -> Iterator[Check]:
+    """Registered sandboxes and models that define ``doctor()`` report their own state."""
+    for kind in ("sandbox", "model"):
+        for entry in app.registry.entries(kind):
+            probe: Callable[[], str | None] | None = getattr(entry.obj, "doctor", None)
+            if probe is None:
+                continue
+            try:
+                problem = probe()
+            except Exception as exc:
+                problem = f"doctor() raised {type(exc).__name__}: {exc}"
+            status: Status = "ok" if problem is None else "warn"
+            yield Check("backend", f"{kind} {entry.name}", status, problem or "usable")

@@ -1,0 +1,310 @@
+"""The registry: which plugin supplied which tool, sandbox, reward, model, ...
+
+A :class:`Registry` wraps one pluggy ``PluginManager``. Plugins are added with
+:meth:`Registry.add_plugin` (discovery lives in :mod:`codedance.core.discovery`);
+the ``register_<kind>`` hooks run lazily, once, the first time an entry is looked
+up. Each plugin's hook runs on its own, so a plugin that raises is reported by
+name and the others keep working; a name registered twice stays unusable and
+names both plugins.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import keyword
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import pluggy
+
+from codedance.core import hookspecs
+from codedance.core.errors import (
+    CodedanceError,
+    DuplicateNameError,
+    HookCallError,
+    PluginError,
+    PluginLoadError,
+    PluginLoadWarning,
+    UnknownNameError,
+)
+
+__all__ = ["KINDS", "Entry", "PluginInfo", "Registry"]
+
+#: kind -> the hook that registers it. Kinds are singular, hooks plural.
+KINDS: dict[str, str] = {
+    "tool": "register_tools",
+    "sandbox": "register_sandboxes",
+    "reward": "register_rewards",
+    "model": "register_models",
+    "benchmark": "register_benchmarks",
+    "protocol": "register_protocols",
+    "command": "register_commands",
+}
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a plugin came from, as ``codedance plugins`` shows it."""
+
+    name: str
+    origin: str  # "builtin", "entry point", "registry.yaml", "test", ...
+    distribution: str | None = None
+    version: str | None = None
+    source: str | None = None  # the file the plugin module was loaded from
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: its kind, name, the object and its plugin."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: PluginInfo
+
+    @property
+    def source(self) -> str | None:
+        """The file that defines ``obj`` (or, failing that, the plugin's file)."""
+        target = getattr(self.obj, "callback", None) or self.obj  # click commands
+        try:
+            return inspect.getsourcefile(inspect.unwrap(target)) or self.plugin.source
+        except TypeError:
+            return self.plugin.source
+
+
+@dataclass
+class _Collected:
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    conflicts: dict[tuple[str, str], DuplicateNameError] = field(default_factory=dict)
+
+
+class Registry:
+    """Plugins and the components they registered, looked up by kind and name."""
+
+    def __init__(self, *, trace: TextIO | None = None) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._plugins: dict[str, PluginInfo] = {}
+        self._problems: list[PluginError] = []
+        self._collected: _Collected | None = None
+        self._trace = trace
+        if trace is not None:
+            self._pm.trace.root.setwriter(trace.write)
+            self._pm.enable_tracing()
+
+    # -- adding plugins ---------------------------------------------------------
+
+    def add_plugin(self, plugin: object, info: PluginInfo) -> bool:
+        """Register ``plugin``; on a bad hook implementation record why and skip it."""
+        try:
+            self._pm.register(plugin, name=info.name)
+            self._pm.check_pending()
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            self.record(PluginLoadError(self._load_failure(plugin, info, exc), plugin=info.name))
+            return False
+        self._plugins[info.name] = info
+        self._collected = None
+        self._say(f"loaded plugin {info.name!r} ({info.origin}, {info.source})")
+        return True
+
+    def _load_failure(self, plugin: object, info: PluginInfo, exc: Exception) -> str:
+        where = f"plugin {info.name!r} ({info.source or info.origin})"
+        unknown = [c.name for c in self._pm.get_hookcallers(plugin) or [] if c.spec is None]
+        if not unknown:
+            return f"{where} was not loaded: {exc}"
+        name = unknown[0]
+        close = difflib.get_close_matches(name, KINDS.values(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"{where} implements unknown hook {name!r}; {hint}"
+            f"known hooks: {', '.join(KINDS.values())}. It was not loaded."
+        )
+
+    def record(self, problem: PluginError) -> None:
+        """Keep ``problem`` for ``codedance plugins``/``doctor`` and warn about it."""
+        self._problems.append(problem)
+        self._say(f"problem: {problem}")
+        warnings.warn(str(problem), PluginLoadWarning, stacklevel=2)
+
+    # -- looking things up -----------------------------------------------------
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """Loaded plugins, in load order (built-ins first)."""
+        return list(self._plugins.values())
+
+    @property
+    def problems(self) -> list[PluginError]:
+        """Every plugin problem so far: failed imports, bad hooks, raising hooks, clashes."""
+        self._collect()
+        return list(self._problems)
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        """Registered components, optionally of one kind, in registration order."""
+        if kind is not None:
+            _check_kind(kind)
+        collected = self._collect()
+        return [e for e in collected.entries.values() if kind is None or e.kind == kind]
+
+    def names(self, kind: str) -> list[str]:
+        """Names registered for ``kind``, sorted."""
+        return sorted(e.name for e in self.entries(kind))
+
+    def entry(self, kind: str, name: str) -> Entry:
+        """The entry for ``kind``/``name``; raises a clear error if absent or clashing."""
+        _check_kind(kind)
+        collected = self._collect()
+        if (kind, name) in collected.conflicts:
+            raise collected.conflicts[kind, name]
+        try:
+            return collected.entries[kind, name]
+        except KeyError:
+            raise UnknownNameError(self._unknown_message(kind, name)) from None
+
+    def get(self, kind: str, name: str) -> Any:
+        """The registered object for ``kind``/``name`` (see :meth:`entry`)."""
+        return self.entry(kind, name).obj
+
+    def hooks_of(self, plugin_name: str) -> list[str]:
+        """The hooks a loaded plugin implements."""
+        plugin = self._pm.get_plugin(plugin_name)
+        return sorted(c.name for c in self._pm.get_hookcallers(plugin) or [])
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        known = self.names(kind)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        listed = ", ".join(known) if known else "none"
+        return (
+            f"no {kind} named {name!r} is registered (registered: {listed}).{hint} "
+            f"Fix: install or list the plugin that provides it (`codedance plugins` "
+            f"shows what is loaded), or choose a registered name."
+        )
+
+    # -- running the register_<kind> hooks ---------------------------------------
+
+    def _collect(self) -> _Collected:
+        if self._collected is None:
+            self._collected = _Collected()
+            for kind, hook in KINDS.items():
+                for impl in self._impls_in_load_order(hook):
+                    self._run_impl(kind, hook, impl, self._collected)
+        return self._collected
+
+    def _impls_in_load_order(self, hook: str) -> list[pluggy.HookImpl]:
+        order = {name: i for i, name in enumerate(self._plugins)}
+        impls = getattr(self._pm.hook, hook).get_hookimpls()
+        return sorted(impls, key=lambda impl: order.get(impl.plugin_name, len(order)))
+
+    def _run_impl(self, kind: str, hook: str, impl: pluggy.HookImpl, into: _Collected) -> None:
+        info = self._plugins[impl.plugin_name]
+        staged: list[Entry] = []
+        register = _Registrar(kind, info, staged)
+        self._say(f"calling {hook} of plugin {info.name!r}")
+        try:
+            impl.function(**dict.fromkeys(impl.argnames, register))
+        except Exception as exc:
+            message = (
+                f"plugin {info.name!r} ({info.source or info.origin}) raised in {hook}: "
+                f"{type(exc).__name__}: {exc}. Its {kind} registrations were skipped; "
+                f"the other plugins are unaffected. Fix the plugin or uninstall it."
+            )
+            self.record(HookCallError(message, plugin=info.name))
+            return
+        for entry in staged:
+            self._commit(entry, into)
+
+    def _commit(self, entry: Entry, into: _Collected) -> None:
+        key = (entry.kind, entry.name)
+        first = into.entries.get(key)
+        if first is None and key not in into.conflicts:
+            into.entries[key] = entry
+            self._say(f"registered {entry.kind} {entry.name!r} from plugin {entry.plugin.name!r}")
+            return
+        first_name = first.plugin.name if first else into.conflicts[key].first
+        clash = DuplicateNameError(entry.kind, entry.name, first_name, entry.plugin.name)
+        into.entries.pop(key, None)
+        into.conflicts[key] = clash
+        self.record(clash)
+
+    def _say(self, line: str) -> None:
+        if self._trace is not None:
+            self._trace.write(f"codedance trace: {line}\n")
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries())
+
+    def __repr__(self) -> str:
+        return f"<Registry plugins={len(self._plugins)} problems={len(self._problems)}>"
+
+
+class _Registrar:
+    """The ``register`` callback handed to one plugin's ``register_<kind>`` hook."""
+
+    def __init__(self, kind: str, plugin: PluginInfo, staged: list[Entry]) -> None:
+        self.kind, self.plugin, self.staged = kind, plugin, staged
+
+    def __call__(self, obj: Any, /, *, name: str | None = None) -> None:
+        resolved = name if name is not None else _default_name(obj)
+        _VALIDATORS.get(self.kind, _check_plain)(self.kind, obj, resolved, self.plugin.name)
+        self.staged.append(Entry(self.kind, resolved, obj, self.plugin))
+
+
+def _default_name(obj: Any) -> Any:
+    own = getattr(obj, "name", None)
+    return own if isinstance(own, str) else getattr(obj, "__name__", None)
+
+
+def _bad_name(kind: str, name: Any, plugin: str, rule: str) -> PluginError:
+    return PluginError(
+        f"{kind} name {name!r} from plugin {plugin!r} {rule}. "
+        f"Fix: pass an explicit name, e.g. register(obj, name='my_{kind}').",
+        plugin=plugin,
+    )
+
+
+def _check_plain(kind: str, obj: Any, name: Any, plugin: str) -> None:
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name):
+        raise _bad_name(kind, name, plugin, "must start with a letter and use [A-Za-z0-9_.-]")
+
+
+def _check_tool(kind: str, obj: Any, name: Any, plugin: str) -> None:
+    if not callable(obj):
+        raise PluginError(
+            f"tool {name!r} from plugin {plugin!r} is a {type(obj).__name__}, not a function. "
+            "Fix: register a plain typed function.",
+            plugin=plugin,
+        )
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise _bad_name(kind, name, plugin, "is not a Python identifier (model code calls it)")
+
+
+def _check_command(kind: str, obj: Any, name: Any, plugin: str) -> None:
+    import click  # only the CLI registers commands; keep click out of library imports
+
+    if not isinstance(obj, click.Command):
+        raise PluginError(
+            f"command {name!r} from plugin {plugin!r} is a {type(obj).__name__}, not a "
+            "click.Command. Fix: decorate it with @click.command().",
+            plugin=plugin,
+        )
+    _check_plain(kind, obj, name, plugin)
+
+
+_VALIDATORS: dict[str, Callable[[str, Any, Any, str], None]] = {
+    "tool": _check_tool,
+    "command": _check_command,
+}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise CodedanceError(f"unknown kind {kind!r}; the kinds are: {', '.join(KINDS)}")

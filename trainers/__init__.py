@@ -1,0 +1,1 @@
+"""Training integrations: the verl-backed RL trainer and SFT trajectory export."""
