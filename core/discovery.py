@@ -66,7 +66,7 @@ def load_registry(
 
 
 def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def load_entry_points(registry: Registry, only: str | None) -> None:

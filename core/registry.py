@@ -106,9 +106,10 @@ class Registry:
             self._pm.register(plugin, name=info.name)
             self._pm.check_pending()
         except (ValueError, pluggy.PluginValidationError) as exc:
+            message = self._load_failure(plugin, info, exc)
             if self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
-            self.record(PluginLoadError(self._load_failure(plugin, info, exc), plugin=info.name))
+            self.record(PluginLoadError(message, plugin=info.name))
             return False
         self._plugins[info.name] = info
         self._collected = None

@@ -79,7 +79,9 @@ class PluginSpec:
 
     @property
     def is_path(self) -> bool:
-        return self.value.endswith(".py") or "/" in self.value or self.value.startswith(".")
+        """A path if it looks like one or names something beside the config file."""
+        looks_like_path = self.value.endswith(".py") or "/" in self.value or self.value[0] == "."
+        return looks_like_path or self.path().exists()
 
     def path(self) -> Path:
         base = self.origin.base_dir or Path.cwd()

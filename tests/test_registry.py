@@ -1,0 +1,195 @@
+"""The registry: registration through the hooks, lookups, and loud failures."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import click
+import pytest
+
+from codedance import hookimpl
+from codedance.core.errors import (
+    DuplicateNameError,
+    HookCallError,
+    PluginLoadError,
+    PluginLoadWarning,
+    UnknownNameError,
+)
+from codedance.core.registry import KINDS, PluginInfo, Registry
+
+
+def zoom(box: tuple[int, int, int, int]) -> str:
+    """Zoom into a box."""
+    return f"zoom {box}"
+
+
+class ToolPlugin:
+    @hookimpl
+    def register_tools(self, register):
+        register(zoom)
+
+
+def test_registered_tool_is_found_with_its_plugin(register_plugin):
+    registry = register_plugin(ToolPlugin(), name="vision")
+    entry = registry.entry("tool", "zoom")
+    assert entry.obj is zoom
+    assert entry.plugin.name == "vision"
+    assert entry.plugin.origin == "test"
+    assert entry.source == __file__
+
+
+def test_explicit_name_overrides_function_name(register_plugin):
+    class Named:
+        @hookimpl
+        def register_tools(self, register):
+            register(zoom, name="zoom_in")
+
+    assert register_plugin(Named()).get("tool", "zoom_in") is zoom
+
+
+def test_name_defaults_to_name_attribute_for_classes(register_plugin):
+    class Local:
+        name = "local-fast"
+
+    class Plugin:
+        @hookimpl
+        def register_sandboxes(self, register):
+            register(Local)
+
+    assert register_plugin(Plugin()).get("sandbox", "local-fast") is Local
+
+
+def test_unknown_name_lists_registered_names_and_suggests(register_plugin):
+    registry = register_plugin(ToolPlugin())
+    with pytest.raises(UnknownNameError, match=r"no tool named 'zom'.*registered: zoom.*'zoom'\?"):
+        registry.get("tool", "zom")
+
+
+def test_unknown_kind_is_an_error_listing_kinds(codedance_registry):
+    with pytest.raises(Exception, match="unknown kind 'tools'; the kinds are: tool, sandbox"):
+        codedance_registry.entries("tools")
+
+
+def test_duplicate_name_names_both_plugins_and_blocks_the_name(register_plugin):
+    class Again:
+        @hookimpl
+        def register_tools(self, register):
+            register(zoom)
+
+    register_plugin(ToolPlugin(), name="first-plugin")
+    registry = register_plugin(Again(), name="second-plugin")
+    with pytest.warns(PluginLoadWarning, match="first-plugin"):
+        problems = registry.problems
+    assert isinstance(problems[0], DuplicateNameError)
+    assert "'first-plugin' and 'second-plugin'" in str(problems[0])
+    with pytest.raises(DuplicateNameError, match="first-plugin"):
+        registry.get("tool", "zoom")
+
+
+def test_hook_that_raises_is_reported_and_others_keep_working(register_plugin):
+    class Broken:
+        @hookimpl
+        def register_tools(self, register):
+            register(len, name="half_registered")
+            raise RuntimeError("no GPU here")
+
+    register_plugin(Broken(), name="broken")
+    registry = register_plugin(ToolPlugin(), name="healthy")
+    with pytest.warns(PluginLoadWarning, match="broken"):
+        assert registry.names("tool") == ["zoom"]
+    (problem,) = registry.problems
+    assert isinstance(problem, HookCallError)
+    assert problem.plugin == "broken"
+    assert "RuntimeError: no GPU here" in str(problem)
+
+
+def test_misspelled_hook_is_rejected_with_a_suggestion(codedance_registry):
+    class Typo:
+        @hookimpl
+        def register_tool(self, register):  # missing the "s"
+            register(zoom)
+
+    with pytest.warns(PluginLoadWarning):
+        added = codedance_registry.add_plugin(Typo(), PluginInfo("typo", "test"))
+    assert not added
+    (problem,) = codedance_registry.problems
+    assert isinstance(problem, PluginLoadError)
+    assert "unknown hook 'register_tool'" in str(problem)
+    assert "did you mean 'register_tools'?" in str(problem)
+    assert "typo" not in [p.name for p in codedance_registry.plugins]
+
+
+def test_wrong_hook_argument_is_rejected(codedance_registry):
+    class WrongArgs:
+        @hookimpl
+        def register_tools(self, registrar):
+            registrar(zoom)
+
+    with pytest.warns(PluginLoadWarning, match="registrar"):
+        assert not codedance_registry.add_plugin(WrongArgs(), PluginInfo("wrong", "test"))
+
+
+def test_register_fixture_fails_loudly_for_rejected_plugin(register_plugin):
+    class Typo:
+        @hookimpl
+        def register_sandboxs(self, register):
+            pass
+
+    with pytest.warns(PluginLoadWarning), pytest.raises(AssertionError, match="register_sandboxes"):
+        register_plugin(Typo())
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "name", "message"),
+    [
+        ("tool", lambda: 1, None, "'<lambda>' .* is not a Python identifier"),
+        ("tool", zoom, "class", "'class' .* is not a Python identifier"),
+        ("tool", 42, "answer", "is a int, not a function"),
+        ("sandbox", object, "has space", "must start with a letter"),
+        ("command", zoom, "zoom", "not a click.Command"),
+    ],
+)
+def test_invalid_registrations_are_reported(register_plugin, kind, obj, name, message):
+    class Plugin:
+        pass
+
+    def hook(self, register):
+        register(obj, name=name)
+
+    setattr(Plugin, KINDS[kind], hookimpl(hook))
+    registry = register_plugin(Plugin(), name="bad")
+    with pytest.warns(PluginLoadWarning):
+        (problem,) = registry.problems
+    assert problem.plugin == "bad"
+    assert re.search(message, str(problem)), str(problem)
+
+
+def test_plugins_are_listed_in_load_order_with_their_hooks(register_plugin):
+    registry = register_plugin(ToolPlugin(), name="vision")
+    names = [p.name for p in registry.plugins]
+    assert names == ["codedance.core.commands", "vision"]
+    assert registry.hooks_of("vision") == ["register_tools"]
+
+
+def test_entries_of_every_kind_can_be_listed(codedance_registry):
+    commands = codedance_registry.entries("command")
+    assert {e.name for e in commands} == {"plugins", "config", "doctor"}
+    assert all(isinstance(e.obj, click.Command) for e in commands)
+
+
+def test_adding_a_plugin_after_lookup_is_seen(codedance_registry):
+    assert codedance_registry.names("tool") == []
+    codedance_registry.add_plugin(ToolPlugin(), PluginInfo("late", "test"))
+    assert codedance_registry.names("tool") == ["zoom"]
+
+
+def test_trace_reports_loading_and_registration():
+    trace = io.StringIO()
+    registry = Registry(trace=trace)
+    registry.add_plugin(ToolPlugin(), PluginInfo("traced", "test", source="x.py"))
+    registry.entries()
+    lines = trace.getvalue()
+    assert "loaded plugin 'traced' (test, x.py)" in lines
+    assert "calling register_tools of plugin 'traced'" in lines
+    assert "registered tool 'zoom' from plugin 'traced'" in lines
