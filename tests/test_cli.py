@@ -1,0 +1,200 @@
+"""The codedance command line: plugin commands, config show, doctor, and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from codedance import hookimpl
+from codedance.core.cli import App, pass_app
+from codedance.core.errors import PluginLoadWarning
+
+
+@click.command("hello")
+@click.argument("who", default="world")
+@pass_app
+def hello_command(app: App, who: str) -> None:
+    """Say hello with the configured turn limit."""
+    click.echo(f"hello {who}, max_turns={app.config.runtime.max_turns}")
+
+
+class CommandPlugin:
+    @hookimpl
+    def register_commands(self, register):
+        register(hello_command)
+
+
+def test_help_lists_builtin_and_plugin_commands(register_plugin, codedance_cli):
+    register_plugin(CommandPlugin())
+    result = codedance_cli("--help")
+    assert result.exit_code == 0
+    for name in ("config", "doctor", "plugins", "hello"):
+        assert f"  {name} " in result.output
+
+
+def test_plugin_command_runs_with_the_merged_config(register_plugin, codedance_cli):
+    register_plugin(CommandPlugin())
+    result = codedance_cli("-o", "runtime.max_turns=6", "hello", "codedance")
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello codedance, max_turns=6\n"
+
+
+def test_unknown_command_is_a_usage_error(codedance_cli):
+    result = codedance_cli("hullo")
+    assert result.exit_code == 2
+    assert "No such command 'hullo'" in result.output
+
+
+def test_plugins_json_lists_components_plugins_and_sources(register_plugin, codedance_cli):
+    register_plugin(CommandPlugin(), name="greeter")
+    report = json.loads(codedance_cli("plugins", "--json").output)
+    rows = {(c["kind"], c["name"]): c for c in report["components"]}
+    assert rows["command", "doctor"]["plugin"] == "codedance.core.commands"
+    assert rows["command", "doctor"]["source"].endswith("core/commands.py")
+    assert rows["command", "hello"]["plugin"] == "greeter"
+    assert rows["command", "hello"]["source"] == __file__
+    plugins = {p["name"]: p for p in report["plugins"]}
+    assert plugins["greeter"]["hooks"] == ["register_commands"]
+    assert report["problems"] == []
+
+
+def test_plugins_kind_filter(register_plugin, codedance_cli):
+    report = json.loads(codedance_cli("plugins", "--json", "--kind", "tool").output)
+    assert report["components"] == []
+
+
+def test_plugins_table_shows_components_and_problems(register_plugin, codedance_cli):
+    class Broken:
+        @hookimpl
+        def register_tools(self, register):
+            raise ValueError("bad tool table")
+
+    register_plugin(Broken(), name="broken-tools")
+    with pytest.warns(PluginLoadWarning):
+        result = codedance_cli("plugins")
+    assert result.exit_code == 0
+    assert "Registered components" in result.output
+    assert "codedance.core.commands" in result.output
+    assert "problem (broken-tools)" in result.output
+    assert "ValueError: bad tool table" in result.output
+
+
+def test_other_commands_warn_about_plugin_problems_on_stderr(register_plugin, codedance_cli):
+    class Broken:
+        @hookimpl
+        def register_rewards(self, register):
+            raise KeyError("gamma")
+
+    register_plugin(Broken(), name="bad-reward")
+    with pytest.warns(PluginLoadWarning):
+        result = codedance_cli("config", "show", "--json")
+    assert result.exit_code == 0
+    assert "warning: plugin 'bad-reward'" in result.stderr
+    json.loads(result.stdout)
+
+
+def test_config_show_prints_the_merged_config_with_secrets_masked(codedance_cli, tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("model:\n  api_key: sk-secret\n  name: qwen\n")
+    result = codedance_cli("--config", str(user), "-o", "sandbox.timeout_s=30", "config", "show")
+    assert result.exit_code == 0, result.output
+    assert "timeout_s: 30.0" in result.output
+    assert "name: qwen" in result.output
+    assert "sk-secret" not in result.output
+    assert "api_key: '**********'" in result.output
+
+
+def test_config_show_origins_name_file_and_line(codedance_cli, tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("runtime:\n  concurrency: 3\n")
+    result = codedance_cli("--config", str(user), "config", "show", "--origins")
+    assert f"# runtime.concurrency: {user}:2" in result.output
+
+
+def test_config_errors_exit_1_with_the_message(codedance_cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("runtime:\n  max_turn: 3\n")
+    result = codedance_cli("--config", str(bad), "config", "show")
+    assert result.exit_code == 1
+    assert f"Error: invalid configuration (1 problem):\n  {bad}:2: runtime.max_turn" in result.stderr
+    assert "Did you mean 'max_turns'?" in result.stderr
+
+
+def test_doctor_reports_checks_with_fixes(codedance_cli):
+    result = codedance_cli("doctor", "--json")
+    assert result.exit_code == 0, result.output
+    checks = {(c["area"], c["name"]): c for c in json.loads(result.output)}
+    assert checks["system", "python"]["status"] == "ok"
+    assert checks["config", "registry.yaml"]["status"] == "ok"
+    for extra in ("hf", "vllm", "train", "e2b", "docker", "ocr"):
+        check = checks["extra", extra]
+        assert check["status"] == "ok" or f"pip install 'codedance[{extra}]'" in check["fix"]
+    assert checks["system", "bubblewrap"]["status"] in {"ok", "warn"}
+
+
+def test_doctor_fails_on_invalid_config_and_strict_fails_on_warnings(codedance_cli):
+    assert codedance_cli("-o", "runtime.max_turns=0", "doctor", "--json").exit_code == 1
+    assert codedance_cli("doctor", "--strict", "--json").exit_code == 1  # names are unregistered
+
+
+def test_doctor_asks_registered_backends_about_themselves(register_plugin, codedance_cli):
+    class Remote:
+        name = "remote"
+
+        @staticmethod
+        def doctor() -> str | None:
+            return "REMOTE_TOKEN is not set"
+
+    class Plugin:
+        @hookimpl
+        def register_sandboxes(self, register):
+            register(Remote)
+
+    register_plugin(Plugin())
+    checks = json.loads(codedance_cli("doctor", "--json").output)
+    (mine,) = [c for c in checks if c["name"] == "sandbox remote"]
+    assert (mine["status"], mine["detail"]) == ("warn", "REMOTE_TOKEN is not set")
+
+
+def test_duplicate_command_name_is_a_usage_error(register_plugin, codedance_cli):
+    @click.command("plugins")
+    def shadow() -> None:
+        """Pretend to be the plugins command."""
+
+    class Shadow:
+        @hookimpl
+        def register_commands(self, register):
+            register(shadow)
+
+    register_plugin(Shadow(), name="shadow")
+    with pytest.warns(PluginLoadWarning):
+        result = codedance_cli("plugins")
+    assert result.exit_code == 2
+    assert "'codedance.core.commands' and 'shadow'" in result.output
+
+
+def test_console_entry_point_runs_as_a_real_process():
+    out = subprocess.run(
+        [sys.executable, "-m", "codedance", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "codedance, version 0.1.0"
+
+
+def test_real_process_reports_config_errors_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  endpoint: ${NOT_SET_ANYWHERE}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "codedance", "--config", str(bad), "plugins"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "'NOT_SET_ANYWHERE'" in out.stderr
