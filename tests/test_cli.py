@@ -120,7 +120,8 @@ def test_config_errors_exit_1_with_the_message(codedance_cli, tmp_path):
     bad.write_text("runtime:\n  max_turn: 3\n")
     result = codedance_cli("--config", str(bad), "config", "show")
     assert result.exit_code == 1
-    assert f"Error: invalid configuration (1 problem):\n  {bad}:2: runtime.max_turn" in result.stderr
+    expected = f"Error: invalid configuration (1 problem):\n  {bad}:2: runtime.max_turn"
+    assert expected in result.stderr
     assert "Did you mean 'max_turns'?" in result.stderr
 
 

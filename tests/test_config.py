@@ -124,12 +124,14 @@ def test_wrong_type_names_value_and_default(codedance_config):
 
 
 def test_bad_choice_lists_allowed_values(codedance_config):
-    with pytest.raises(ConfigError, match=r"on_error: Input should be 'keep', 'rollback' or 'reset'"):
+    expected = r"on_error: Input should be 'keep', 'rollback' or 'reset'"
+    with pytest.raises(ConfigError, match=expected):
         codedance_config("sandbox: {on_error: undo}")
 
 
 def test_bad_override_value_is_attributed_to_the_override(codedance_config):
-    with pytest.raises(ConfigError, match=r"-o runtime.concurrency=0: runtime.concurrency: .*greater"):
+    expected = r"-o runtime.concurrency=0: runtime.concurrency: .*greater"
+    with pytest.raises(ConfigError, match=expected):
         codedance_config("", "runtime.concurrency=0")
 
 
@@ -201,7 +203,8 @@ def test_relative_plugin_paths_resolve_against_the_config_file(tmp_path):
     path = tmp_path / "conf" / "c.yaml"
     path.write_text("plugins: [./mine.py, my_pkg.plugin]\n")
     file_spec, module_spec = load_sources(path, env=ENV).plugin_specs()
-    assert file_spec.is_path and file_spec.path() == tmp_path / "conf" / "mine.py"
+    assert file_spec.is_path
+    assert file_spec.path() == tmp_path / "conf" / "mine.py"
     assert not module_spec.is_path
 
 
