@@ -33,11 +33,17 @@ _SHOWS_PROBLEMS = {"plugins", "doctor"}
 
 
 class App:
-    """What one CLI invocation works with: sources, registry and validated config."""
+    """What one CLI invocation works with: sources, registry and validated config.
+
+    A broken configuration does not stop commands that can work without it
+    (``--help``, ``plugins``, ``doctor``): the registry then loads without the
+    configured plugins and :attr:`config_error` says why.
+    """
 
     def __init__(self, config_path: str | None, overrides: tuple[str, ...]) -> None:
         self.config_path = config_path
         self.overrides = overrides
+        self.config_error: CodedanceError | None = None
 
     @cached_property
     def sources(self) -> ConfigSources:
@@ -52,15 +58,28 @@ class App:
         pinned = pinned_registry()
         if pinned is not None:
             return pinned
+        try:
+            specs = self.sources.plugin_specs()
+        except CodedanceError as exc:
+            self.config_error, specs = exc, []
         with warnings.catch_warnings():
+            # The CLI prints problems itself, once, without Python's warning format.
             warnings.simplefilter("ignore", PluginLoadWarning)
-            return load_registry(self.sources.plugin_specs())
+            registry = load_registry(specs)
+            registry.entries()  # run the hooks now, while warnings are silenced
+        return registry
 
     @cached_property
     def config(self) -> Config:
         from codedance.core.config import validate_sources
 
         return validate_sources(self.sources)
+
+    def config_warning(self) -> str | None:
+        """A one-line warning when the configuration could not be read at all."""
+        if self.config_error is None:
+            return None
+        return f"warning: {self.config_error} (plugins listed in the config were not loaded)"
 
 
 def get_app(ctx: click.Context | None = None) -> App:
@@ -86,7 +105,11 @@ class PluginGroup(click.Group):
     """A click group that lists and resolves its commands through the registry."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return get_app(ctx).registry.names("command")
+        app = get_app(ctx)
+        names = app.registry.names("command")
+        if app.config_warning():
+            click.secho(app.config_warning(), fg="yellow", err=True)
+        return names
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         from codedance.core.errors import UnknownNameError
@@ -141,8 +164,12 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...])
     """
     if ctx.invoked_subcommand in _SHOWS_PROBLEMS:
         return
-    for problem in get_app(ctx).registry.problems:
-        click.secho(f"warning: {problem}", fg="yellow", err=True)
+    app = get_app(ctx)
+    warnings_ = [f"warning: {problem}" for problem in app.registry.problems]
+    if app.config_warning() and ctx.invoked_subcommand != "config":
+        warnings_.append(str(app.config_warning()))
+    for line in warnings_:
+        click.secho(line, fg="yellow", err=True)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -16,12 +16,14 @@ import click
 
 from codedance.core.cli import App, pass_app
 from codedance.core.hookspecs import Register, hookimpl
-from codedance.core.registry import KINDS
+from codedance import __version__
+from codedance.core.registry import KINDS, PluginInfo
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from codedance.core.registry import Registry
+    from codedance.core.sources import ConfigSources
 
 
 @hookimpl
@@ -60,6 +62,8 @@ def _short(path: str | None) -> str:
 def plugins_command(app: App, kind: str | None, as_json: bool) -> None:
     """List registered components and the plugins that provide them."""
     registry = app.registry
+    if app.config_warning():
+        click.secho(app.config_warning(), fg="yellow", err=True)
     if as_json:
         click.echo(json.dumps(_plugins_report(registry, kind), indent=2))
         return
@@ -103,12 +107,16 @@ def _components_table(registry: Registry, kind: str | None) -> Any:
     for column in ("kind", "name", "plugin", "distribution", "source"):
         table.add_column(column, overflow="fold")
     for entry in sorted(registry.entries(kind), key=lambda e: (e.kind, e.name)):
-        dist = entry.plugin.distribution or "codedance (built-in)"
-        if entry.plugin.version:
-            dist += f" {entry.plugin.version}"
+        dist = _distribution(entry.plugin)
         cells = (entry.kind, entry.name, entry.plugin.name, dist, _short(entry.source))
         table.add_row(*map(Text, cells))
     return table
+
+
+def _distribution(info: PluginInfo) -> str:
+    if info.distribution:
+        return f"{info.distribution} {info.version or ''}".strip()
+    return f"codedance {__version__} (built-in)" if info.origin == "builtin" else "-"
 
 
 def _plugins_table(registry: Registry) -> Any:
@@ -119,7 +127,7 @@ def _plugins_table(registry: Registry) -> Any:
     for column in ("plugin", "origin", "distribution", "hooks", "source"):
         table.add_column(column, overflow="fold")
     for info in registry.plugins:
-        dist = f"{info.distribution} {info.version}" if info.distribution else "-"
+        dist = _distribution(info)
         hooks = ", ".join(registry.hooks_of(info.name))
         cells = (info.name, info.origin, dist, hooks, _short(info.source))
         table.add_row(*map(Text, cells))
@@ -148,11 +156,22 @@ def config_show(app: App, as_json: bool, origins: bool) -> None:
 
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
     if origins:
-        from codedance.core.sources import format_path
-
         click.echo("\n# where each value was set", err=as_json)
-        for path, origin in sorted(app.sources.origins.items(), key=lambda kv: str(kv[0])):
-            click.echo(f"# {format_path(path)}: {origin}", err=as_json)
+        for line in _origin_lines(app.sources.data, app.sources, ()):
+            click.echo(line, err=as_json)
+
+
+def _origin_lines(value: Any, sources: ConfigSources, path: tuple[str | int, ...]) -> list[str]:
+    """``# key.path: file:line`` for every leaf, in the order the config lists them."""
+    from codedance.core.sources import format_path
+
+    if isinstance(value, dict) and value:
+        children: list[tuple[str | int, Any]] = list(value.items())
+    elif isinstance(value, list) and value:
+        children = list(enumerate(value))
+    else:
+        return [f"# {format_path(path)}: {sources.where(path)}"]
+    return [line for key, item in children for line in _origin_lines(item, sources, (*path, key))]
 
 
 # -- codedance doctor ---------------------------------------------------------------

@@ -199,7 +199,7 @@ def _describe(error: Any, sources: ConfigSources) -> str:
     if error["type"] == "missing":
         return f"{where}: required key is missing. Fix: add `{loc[-1]}:` there."
     got = _short(error.get("input"))
-    return f"{where}: {error['msg']} (got {got}).{_default_hint(loc)}"
+    return f"{where}: {error['msg']} (got {got}).{_default_hint(loc, sources)}"
 
 
 def _short(value: Any) -> str:
@@ -207,13 +207,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _default_hint(loc: tuple[Any, ...]) -> str:
+def _default_hint(loc: tuple[Any, ...], sources: ConfigSources) -> str:
+    """Name the value to fall back on: the shipped registry.yaml's, else the schema's."""
+    shipped: Any = sources.defaults
+    for part in loc:
+        try:
+            shipped = shipped[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    else:
+        if sources.where(loc).label != sources.labels[0]:
+            return f" Fix: correct it, or drop it to keep the shipped value {shipped!r}."
     if not loc or not isinstance(loc[-1], str):
         return ""
     field = _model_at(loc[:-1]).model_fields.get(loc[-1])
     if field is None or field.is_required() or field.default_factory is not None:
         return ""
-    return f" Fix: correct it, or delete the key to use the default {field.default!r}."
+    return f" Fix: correct it; the built-in default is {field.default!r}."
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:

@@ -52,7 +52,8 @@ def load_registry(
 ) -> Registry:
     """A registry with built-ins, installed plugins and ``plugin_specs`` loaded."""
     environ = os.environ if env is None else env
-    trace = sys.stderr if environ.get(TRACE_ENV, "") not in ("", "0", "false") else None
+    tracing = environ.get(TRACE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+    trace = sys.stderr if tracing else None
     registry = Registry(trace=trace)
     for module_name in builtins:
         _add_module(registry, module_name, "builtin")

@@ -178,9 +178,9 @@ def _configuration(app: App) -> Iterator[Check]:
     try:
         config = app.config
     except CodedanceError as exc:
-        yield Check("config", "registry.yaml", "fail", str(exc))
+        yield Check("config", "configuration", "fail", str(exc))
         return
-    yield Check("config", "registry.yaml", "ok", " + ".join(app.sources.labels))
+    yield Check("config", "configuration", "ok", " + ".join(app.sources.labels))
     for name_problem in check_names(config, registry):
         yield Check("config", "names", "warn", str(name_problem))
     yield from _backend_checks(app)

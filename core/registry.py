@@ -111,6 +111,10 @@ class Registry:
                 self._pm.unregister(plugin)
             self.record(PluginLoadError(message, plugin=info.name))
             return False
+        if not self._pm.get_hookcallers(plugin):
+            self._pm.unregister(plugin)
+            self.record(PluginLoadError(_no_hooks_message(plugin, info), plugin=info.name))
+            return False
         self._plugins[info.name] = info
         self._collected = None
         self._say(f"loaded plugin {info.name!r} ({info.origin}, {info.source})")
@@ -247,6 +251,20 @@ class Registry:
         return f"<Registry plugins={len(self._plugins)} problems={len(self._problems)}>"
 
 
+def _no_hooks_message(plugin: object, info: PluginInfo) -> str:
+    where = f"plugin {info.name!r} ({info.source or info.origin})"
+    undecorated = sorted(n for n in KINDS.values() if callable(getattr(plugin, n, None)))
+    if undecorated:
+        return (
+            f"{where} defines {', '.join(undecorated)} without @hookimpl, so codedance "
+            "cannot see it. Fix: `from codedance import hookimpl` and decorate the hook."
+        )
+    return (
+        f"{where} implements no codedance hook. Fix: add a function such as "
+        "`@hookimpl def register_tools(register): ...`, or remove the plugin."
+    )
+
+
 class _Registrar:
     """The ``register`` callback handed to one plugin's ``register_<kind>`` hook."""
 
@@ -267,14 +285,16 @@ def _default_name(obj: Any) -> Any:
 def _bad_name(kind: str, name: Any, plugin: str, rule: str) -> PluginError:
     return PluginError(
         f"{kind} name {name!r} from plugin {plugin!r} {rule}. "
-        f"Fix: pass an explicit name, e.g. register(obj, name='my_{kind}').",
+        f"Fix: pass an explicit name, e.g. register(obj, name='my_{kind}')",
         plugin=plugin,
     )
 
 
 def _check_plain(kind: str, obj: Any, name: Any, plugin: str) -> None:
     if not isinstance(name, str) or not _PLAIN_NAME.match(name):
-        raise _bad_name(kind, name, plugin, "must start with a letter and use [A-Za-z0-9_.-]")
+        raise _bad_name(
+            kind, name, plugin, "must start with a letter and use only A-Z a-z 0-9 _ . -"
+        )
 
 
 def _check_tool(kind: str, obj: Any, name: Any, plugin: str) -> None:

@@ -95,6 +95,7 @@ class ConfigSources:
     data: dict[str, Any]
     origins: dict[Path_, Origin]
     labels: list[str]
+    defaults: dict[str, Any] = field(default_factory=dict)  # the first layer, as shipped
 
     def where(self, path: Iterable[str | int]) -> Origin:
         """The origin of ``path`` or of its closest ancestor that has one."""
@@ -195,9 +196,9 @@ def _interpolate(value: Any, path: Path_, layer: Layer, env: Mapping[str, str]) 
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name in env:
+        if env.get(name) or (name in env and default is None):
             return env[name]
-        if default is not None:
+        if default is not None:  # as in the shell, ${VAR:-x} also replaces an empty VAR
             return default
         raise ConfigError(
             f"{layer.origin(path)}: {format_path(path)}: environment variable {name!r} "
@@ -246,7 +247,8 @@ def merge_layers(layers: list[Layer]) -> ConfigSources:
     origins: dict[Path_, Origin] = {}
     for layer in layers:
         _merge_into(data, layer.data, (), layer, origins)
-    return ConfigSources(data, origins, [layer.label for layer in layers])
+    defaults = layers[0].data if layers else {}
+    return ConfigSources(data, origins, [layer.label for layer in layers], defaults)
 
 
 def _merge_into(

@@ -130,7 +130,7 @@ def test_doctor_reports_checks_with_fixes(codedance_cli):
     assert result.exit_code == 0, result.output
     checks = {(c["area"], c["name"]): c for c in json.loads(result.output)}
     assert checks["system", "python"]["status"] == "ok"
-    assert checks["config", "registry.yaml"]["status"] == "ok"
+    assert checks["config", "configuration"]["status"] == "ok"
     for extra in ("hf", "vllm", "train", "e2b", "docker", "ocr"):
         check = checks["extra", extra]
         assert check["status"] == "ok" or f"pip install 'codedance[{extra}]'" in check["fix"]
@@ -188,14 +188,35 @@ def test_console_entry_point_runs_as_a_real_process():
     assert out.stdout.strip() == "codedance, version 0.1.0"
 
 
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "codedance", *args], capture_output=True, text=True
+    )
+
+
 def test_real_process_reports_config_errors_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  endpoint: ${NOT_SET_ANYWHERE}\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "codedance", "--config", str(bad), "plugins"],
-        capture_output=True,
-        text=True,
+    shown = _run_cli("--config", str(bad), "config", "show")
+    assert shown.returncode == 1
+    assert "Traceback" not in shown.stderr
+    assert f"Error: {bad}:2: model.endpoint: environment variable 'NOT_SET_ANYWHERE'" in (
+        shown.stderr
     )
-    assert out.returncode == 1
-    assert "Traceback" not in out.stderr
-    assert "'NOT_SET_ANYWHERE'" in out.stderr
+
+
+def test_broken_config_still_allows_help_plugins_and_doctor(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("plugins: [./x.py\n")
+    helped = _run_cli("--config", str(bad), "--help")
+    assert helped.returncode == 0
+    assert "  doctor " in helped.stdout
+    assert "invalid YAML" in helped.stderr
+    listed = _run_cli("--config", str(bad), "plugins", "--json")
+    assert listed.returncode == 0
+    assert "plugins listed in the config were not loaded" in listed.stderr
+    doctor = _run_cli("--config", str(bad), "doctor", "--json")
+    assert doctor.returncode == 1
+    (config_check,) = [c for c in json.loads(doctor.stdout) if c["name"] == "configuration"]
+    assert config_check["status"] == "fail"
+    assert "invalid YAML" in config_check["detail"]

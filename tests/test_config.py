@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from codedance.core.config import Config, check_names, load_config
+from codedance.core.config import Config, check_names, load_config, validate_sources
 from codedance.core.errors import ConfigError
 from codedance.core.sources import DEFAULT_CONFIG, load_sources, override_layer
 
@@ -90,6 +90,15 @@ def test_env_interpolation_with_default_and_escape(codedance_config):
     assert config.protocol.options == {"price": "$5"}
 
 
+def test_default_also_replaces_an_empty_variable_as_in_the_shell(codedance_config):
+    config = codedance_config(
+        "model:\n  name: ${MODEL_ID:-qwen}\n  options: {k: '${EMPTY}'}\n",
+        env={"MODEL_ID": "", "EMPTY": ""},
+    )
+    assert config.model.name == "qwen"
+    assert config.model.options == {"k": ""}
+
+
 def test_missing_env_var_names_file_line_key_and_fix(codedance_config, tmp_path):
     with pytest.raises(ConfigError) as info:
         codedance_config("model:\n  api_key: ${SECRET_KEY}\n", env={})
@@ -120,7 +129,15 @@ def test_wrong_type_names_value_and_default(codedance_config):
     message = str(info.value)
     assert ":2: runtime.max_turns: Input should be a valid integer" in message
     assert "(got 'many')" in message
-    assert "delete the key to use the default 10" in message
+    assert "drop it to keep the shipped value 10" in message
+
+
+def test_fix_names_the_builtin_default_when_registry_yaml_does_not_set_the_key(tmp_path):
+    shipped = tmp_path / "shipped.yaml"
+    shipped.write_text("runtime: {}\n")
+    sources = load_sources(overrides=["runtime.max_turns=zero"], env=ENV, defaults=shipped)
+    with pytest.raises(ConfigError, match="the built-in default is 10"):
+        validate_sources(sources)
 
 
 def test_bad_choice_lists_allowed_values(codedance_config):

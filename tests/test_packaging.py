@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -118,8 +119,11 @@ def test_wheel_install_works_outside_the_checkout(wheel, tmp_path):
 @pytest.fixture(scope="module")
 def hello_site(tmp_path_factory) -> Path:
     """The example third-party plugin, pip-installed into a site folder of its own."""
+    source = tmp_path_factory.mktemp("hello-src") / "codedance-hello-tool"
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    shutil.copytree(EXAMPLE, source, ignore=ignore)  # builds leave files beside the source
     target = tmp_path_factory.mktemp("hello-site")
-    _pip("install", "--no-deps", "--no-build-isolation", "--target", str(target), str(EXAMPLE))
+    _pip("install", "--no-deps", "--no-build-isolation", "--target", str(target), str(source))
     return target
 
 

@@ -193,3 +193,16 @@ def test_trace_reports_loading_and_registration():
     assert "loaded plugin 'traced' (test, x.py)" in lines
     assert "calling register_tools of plugin 'traced'" in lines
     assert "registered tool 'zoom' from plugin 'traced'" in lines
+
+
+def test_plugin_without_any_hook_is_rejected_with_the_reason(codedance_registry):
+    class Forgot:
+        def register_tools(self, register):  # no @hookimpl
+            register(zoom)
+
+    with pytest.warns(PluginLoadWarning):
+        assert not codedance_registry.add_plugin(Forgot(), PluginInfo("forgot", "test"))
+    (problem,) = codedance_registry.problems
+    assert "defines register_tools without @hookimpl" in str(problem)
+    with pytest.warns(PluginLoadWarning, match="implements no codedance hook"):
+        codedance_registry.add_plugin(object(), PluginInfo("empty", "test"))
