@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from codedance import __version__
 from codedance.core.cli import App, pass_app
 from codedance.core.hookspecs import Register, hookimpl
-from codedance import __version__
 from codedance.core.registry import KINDS, PluginInfo
 
 if TYPE_CHECKING:
