@@ -1,0 +1,303 @@
+"""Execute model code in a persistent namespace and capture what it produced.
+
+Captured: stdout and stderr at the file-descriptor level (so C extensions and
+child processes are caught too, and capped without blocking the writer), the
+exception with a traceback trimmed to the model's code, images from
+``display()``, ``plt.show()``, figures left open, ``Image.show()``,
+``cv2.imshow()`` and a trailing expression, and the files the run touched.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import linecache
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+__all__ = ["Engine"]
+
+CELL = "<cell>"
+MAX_IMAGES = 16
+MAX_PIXELS = 4096 * 4096
+MAX_LISTED_FILES = 2000
+
+
+class _Drain(threading.Thread):
+    """Read one pipe to the end, keeping the first ``limit`` bytes."""
+
+    def __init__(self, fd: int, target: int, limit: int) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.target, self.limit = fd, target, limit
+        self.kept = bytearray()
+        self.dropped = 0
+        self.collecting = True
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while chunk := _read(self.fd):
+            with self.lock:
+                if not self.collecting:
+                    continue
+                room = self.limit - len(self.kept)
+                self.kept += chunk[:room]
+                self.dropped += max(0, len(chunk) - room)
+
+    def stop(self) -> tuple[bytes, int]:
+        """Stop collecting (the thread keeps draining) and return what was kept."""
+        with self.lock:
+            self.collecting = False
+            return bytes(self.kept), self.dropped
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+class Engine:
+    """A namespace plus the capture machinery; ``run`` executes one cell."""
+
+    def __init__(self, workdir: str, image_files: list[str], max_output_chars: int) -> None:
+        self.workdir = workdir
+        self.max_bytes = max(1, max_output_chars) * 4
+        self.images: list[dict[str, Any]] = []
+        self.blobs: list[bytes] = []
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        self.namespace["display"] = self.display
+        self._preload(image_files)
+        self._patch_viewers()
+        self._cell = 0
+
+    # -- the namespace the model sees ------------------------------------------------
+
+    def _preload(self, image_files: list[str]) -> None:
+        ns = self.namespace
+        if "matplotlib.pyplot" in sys.modules:
+            ns["plt"] = sys.modules["matplotlib.pyplot"]
+        opened = [self._open_image(name) for name in image_files]
+        ns["images"] = [image for image in opened if image is not None]
+        ns["image"] = ns["images"][0] if ns["images"] else None
+        for name, image in zip(image_files, opened):
+            stem = os.path.splitext(name)[0]
+            if image is not None and stem.isidentifier():
+                ns[stem] = image
+                ns[f"{stem}_path"] = name
+
+    def _open_image(self, name: str) -> Any:
+        try:
+            from PIL import Image
+        except ImportError:
+            return None
+        try:
+            return Image.open(os.path.join(self.workdir, name))  # decoded lazily
+        except Exception:
+            return None
+
+    def _patch_viewers(self) -> None:
+        capture = self._capture
+        if "matplotlib.pyplot" in sys.modules:
+            plt = sys.modules["matplotlib.pyplot"]
+
+            def show(*args: Any, **kwargs: Any) -> None:
+                self._capture_figures("show")
+
+            plt.show = show
+        if "PIL.Image" in sys.modules:
+            image_class = sys.modules["PIL.Image"].Image
+            image_class.show = lambda img, *a, **k: capture(img, "show")
+        if "cv2" in sys.modules:
+            sys.modules["cv2"].imshow = lambda _title, array: capture(array, "show")
+            sys.modules["cv2"].waitKey = lambda *a, **k: -1
+
+    def display(self, *objects: Any) -> None:
+        """Show objects to the model: images and figures as images, the rest as text."""
+        for obj in objects:
+            if not self._capture(obj, "display"):
+                print(repr(obj))
+
+    # -- running a cell ----------------------------------------------------------------
+
+    def run(self, code: str) -> tuple[dict[str, Any], list[bytes]]:
+        """Execute ``code``; return the record header and the image blobs."""
+        self.images, self.blobs = [], []
+        before = self._files()
+        out, err = self._redirect(1), self._redirect(2)
+        start = time.perf_counter()
+        error = self._execute(code)
+        self._capture_figures("figure")
+        duration = time.perf_counter() - start
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        stdout, stderr = self._finish(out), self._finish(err)
+        header = {
+            "stdout": stdout[0],
+            "stderr": stderr[0],
+            "truncated": [n for n, (_, cut) in (("stdout", stdout), ("stderr", stderr)) if cut],
+            "error": error,
+            "images": self.images,
+            "files": self._changed(before, self._files()),
+            "duration_s": duration,
+        }
+        return header, self.blobs
+
+    def _execute(self, code: str) -> dict[str, str] | None:
+        self._cell += 1
+        filename = f"{CELL}-{self._cell}"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        try:
+            body, last = _split_last_expression(code)
+            if body is not None:
+                exec(compile(body, filename, "exec"), self.namespace)
+            if last is not None:
+                value = eval(compile(last, filename, "eval"), self.namespace)
+                self._show_result(value)
+        except SystemExit as exc:
+            return {
+                "type": "SystemExit",
+                "message": f"exit({exc.code!r}) was called; the session keeps its state",
+                "traceback": "",
+            }
+        except BaseException as exc:  # the model's failure is data, not ours
+            return _error_info(exc)
+        return None
+
+    def _show_result(self, value: Any) -> None:
+        if value is None or self._capture(value, "last_expression"):
+            return
+        print(repr(value))
+
+    def _redirect(self, fd: int) -> _Drain:
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        drain = _Drain(read_end, fd, self.max_bytes)
+        drain.start()
+        return drain
+
+    def _finish(self, drain: _Drain) -> tuple[str, bool]:
+        # Point the stream at /dev/null so the drain sees EOF once no child holds it.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, drain.target)
+        os.close(null)
+        drain.join(timeout=0.2)
+        kept, dropped = drain.stop()
+        text = kept.decode("utf-8", errors="replace")
+        if dropped:
+            text += f"\n[output truncated: {dropped} more bytes were cut]"
+        return text, bool(dropped)
+
+    # -- images --------------------------------------------------------------------
+
+    def _capture(self, obj: Any, source: str) -> bool:
+        pixels = _to_pixels(obj)
+        if pixels is None:
+            return False
+        if len(self.images) >= MAX_IMAGES:
+            print(f"[image not shown: at most {MAX_IMAGES} images per run]", file=sys.stderr)
+            return True
+        mode, width, height, data = pixels
+        self.images.append({"mode": mode, "width": width, "height": height, "source": source})
+        self.blobs.append(data)
+        return True
+
+    def _capture_figures(self, source: str) -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is None:
+            return
+        for number in plt.get_fignums():
+            figure = plt.figure(number)
+            self._capture(figure, source)
+            plt.close(figure)
+
+    # -- files ---------------------------------------------------------------------
+
+    def _files(self) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        stack = [self.workdir]
+        while stack and len(found) < MAX_LISTED_FILES:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        rel = os.path.relpath(entry.path, self.workdir)
+                        found[rel] = (info.st_mtime_ns, info.st_size)
+                except OSError:
+                    continue
+        return found
+
+    @staticmethod
+    def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+        return sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+
+
+def _split_last_expression(code: str) -> tuple[ast.Module | None, ast.Expression | None]:
+    tree = ast.parse(code, filename=CELL)
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+        return (tree if tree.body else None), last
+    return tree, None
+
+
+def _error_info(exc: BaseException) -> dict[str, str]:
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL):
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError):
+        lines = traceback.format_exception_only(type(exc), exc)
+    else:
+        lines = traceback.format_exception(type(exc), exc, tb)
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
+
+
+def _to_pixels(obj: Any) -> tuple[str, int, int, bytes] | None:
+    """Raw pixels of a PIL image, matplotlib figure or numpy array; None otherwise."""
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(obj, pil.Image):
+        return _pil_pixels(obj)
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is not None and isinstance(obj, figure.Figure):
+        obj.canvas.draw()
+        width, height = obj.canvas.get_width_height(physical=True)
+        return "RGBA", width, height, bytes(obj.canvas.buffer_rgba())
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.ndarray) and pil is not None:
+        return _array_pixels(obj, numpy, pil)
+    return None
+
+
+def _pil_pixels(image: Any) -> tuple[str, int, int, bytes]:
+    if image.mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    if image.width * image.height > MAX_PIXELS:
+        image = image.copy()
+        image.thumbnail((4096, 4096))
+    return image.mode, image.width, image.height, image.tobytes()
+
+
+def _array_pixels(array: Any, numpy: Any, pil: Any) -> tuple[str, int, int, bytes] | None:
+    if array.ndim not in (2, 3) or array.size == 0 or min(array.shape[:2]) < 1:
+        return None
+    if array.ndim == 3 and array.shape[2] not in (3, 4):
+        return None
+    if array.dtype != numpy.uint8:
+        scale = 255.0 if array.dtype.kind == "f" and float(array.max(initial=0)) <= 1.0 else 1.0
+        array = numpy.clip(array * scale, 0, 255).astype(numpy.uint8)
+    if array.ndim == 3:  # OpenCV's channel order, as CodeDance's sandbox assumes
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    return _pil_pixels(pil.fromarray(numpy.ascontiguousarray(array)))
