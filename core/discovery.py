@@ -41,7 +41,7 @@ LOAD_ENV = "CODEDANCE_LOAD_PLUGINS"
 TRACE_ENV = "CODEDANCE_TRACE_PLUGINS"
 
 #: Modules of the plugins that ship with codedance; they use the public hooks.
-BUILTIN_PLUGINS: tuple[str, ...] = ("codedance.core.commands",)
+BUILTIN_PLUGINS: tuple[str, ...] = ("codedance.core.commands", "codedance.sandboxes")
 
 
 def load_registry(

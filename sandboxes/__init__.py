@@ -1,1 +1,23 @@
-"""Sandbox backends that run model-written code in stateful sessions (local, Docker, E2B)."""
+"""Sandbox backends that run model-written code in stateful sessions (local, Docker, E2B).
+
+This module is the built-in plugin that registers them and the ``exec`` command,
+through the same hooks a third-party backend uses.
+"""
+
+from __future__ import annotations
+
+from codedance.core.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_sandboxes(register: Register) -> None:
+    from codedance.sandboxes.local import LocalSandbox
+
+    register(LocalSandbox)
+
+
+@hookimpl
+def register_commands(register: Register) -> None:
+    from codedance.sandboxes.cli import exec_command
+
+    register(exec_command)

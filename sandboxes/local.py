@@ -10,6 +10,7 @@ and in ``codedance doctor``, that the host filesystem is visible.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -45,7 +46,9 @@ WORKER_DIR = Path(__file__).resolve().parent / "worker"
 INSIDE_WORKER = "/opt/codedance"
 INSIDE_SESSIONS = "/sessions"
 BASE_UID = 200_000
-NO_BWRAP = "NO ISOLATION: bubblewrap missing, the host filesystem is visible (apt-get install bubblewrap)"
+NO_BWRAP = (
+    "NO ISOLATION: bubblewrap missing, the host filesystem is visible (apt-get install bubblewrap)"
+)
 _CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
 _HOST_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -82,7 +85,9 @@ class LocalSandbox(SandboxBackend):
         workdir.mkdir(mode=0o700)
         uid = BASE_UID + index % 100_000 if os.geteuid() == 0 else None
         _write_inputs(workdir, spec, uid)
-        return LocalSession(self, zygote, workdir, self._worker_spec(zygote, spec, workdir, uid), spec)
+        return LocalSession(
+            self, zygote, workdir, self._worker_spec(zygote, spec, workdir, uid), spec
+        )
 
     def _ensure_zygote(self) -> _Zygote:
         with self._lock:
@@ -92,7 +97,9 @@ class LocalSandbox(SandboxBackend):
                 self._zygote = _Zygote(self.use_bwrap, self.preload)
             return self._zygote
 
-    def _worker_spec(self, zygote: _Zygote, spec: SessionSpec, workdir: Path, uid: int | None) -> dict[str, Any]:
+    def _worker_spec(
+        self, zygote: _Zygote, spec: SessionSpec, workdir: Path, uid: int | None
+    ) -> dict[str, Any]:
         cfg = self.config
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
         env.update({name: os.environ[name] for name in cfg.env if name in os.environ})
@@ -112,8 +119,11 @@ class LocalSandbox(SandboxBackend):
             "on_error": spec.on_error,
             "max_output_chars": cfg.max_output_chars,
             "session_limits": {"nproc": cfg.max_processes, "nofile": 1024, "core": 0},
-            "run_limits": {"as": cfg.memory_mb * mb, "cpu": cfg.cpu_time_s,
-                           "fsize": cfg.max_file_mb * mb},
+            "run_limits": {
+                "as": cfg.memory_mb * mb,
+                "cpu": cfg.cpu_time_s,
+                "fsize": cfg.max_file_mb * mb,
+            },
         }
 
     def close(self) -> None:
@@ -149,10 +159,17 @@ class _Zygote:
         env = self._env(theirs.fileno(), preload)
         argv = self._bwrap_argv() if bwrap else []
         argv += [sys.executable, "-I", "-c", _BOOT.format(path=self._worker_parent())]
-        self.process = subprocess.Popen(
-            argv, pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )
+        self.log_path = self.sessions_root / "zygote.log"  # not visible to sessions
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                argv,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         theirs.close()
         self._await_ready()
 
@@ -160,10 +177,16 @@ class _Zygote:
         return INSIDE_WORKER if self.bwrap else str(WORKER_DIR.parent)
 
     def _env(self, fd: int, preload: list[str]) -> dict[str, str]:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "MPLBACKEND": "Agg",
-               "MPLCONFIGDIR": "/tmp/matplotlib", "OMP_NUM_THREADS": "1",
-               "OPENBLAS_NUM_THREADS": "1", "LANG": "C.UTF-8",
-               "CODEDANCE_CONTROL_FD": str(fd)}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": "/tmp/matplotlib",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "LANG": "C.UTF-8",
+            "CODEDANCE_CONTROL_FD": str(fd),
+        }
         if not self.bwrap:
             env["MPLCONFIGDIR"] = str(self.sessions_root / ".matplotlib")
         env.update({k: os.environ[k] for k in _HOST_ENV if k in os.environ})
@@ -172,24 +195,57 @@ class _Zygote:
         return env
 
     def _bwrap_argv(self) -> list[str]:
-        argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net",
-                "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox"]
+        argv = [
+            "bwrap",
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--hostname",
+            "sandbox",
+        ]
         if os.geteuid() == 0:
             argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             argv += ["--unshare-user"]
         for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
             argv += _bind_or_link(path)
-        for path in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-                     "/etc/fonts", "/etc/alternatives", "/etc/passwd", "/etc/group",
-                     "/etc/nsswitch.conf"):
+        for path in (
+            "/etc/ld.so.cache",
+            "/etc/ld.so.conf",
+            "/etc/ld.so.conf.d",
+            "/etc/localtime",
+            "/etc/fonts",
+            "/etc/alternatives",
+            "/etc/passwd",
+            "/etc/group",
+            "/etc/nsswitch.conf",
+        ):
             argv += ["--ro-bind-try", path, path]
-        for path in _python_paths():
+        python = _python_paths()
+        for parent in _parents(python):  # bwrap would create them 0700, unreadable to a uid
+            argv += ["--perms", "0755", "--dir", parent]
+        for path in python:
             argv += ["--ro-bind", path, path]
-        argv += ["--ro-bind", str(WORKER_DIR), f"{INSIDE_WORKER}/worker",
-                 "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/workspace",
-                 "--bind", str(self.sessions_root), INSIDE_SESSIONS, "--chdir", "/tmp",
-                 ]
+        argv += [
+            "--ro-bind",
+            str(WORKER_DIR),
+            f"{INSIDE_WORKER}/worker",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--dir",
+            "/workspace",
+            "--bind",
+            str(self.sessions_root),
+            INSIDE_SESSIONS,
+            "--chdir",
+            "/tmp",
+        ]
         return argv
 
     def _await_ready(self) -> None:
@@ -200,8 +256,8 @@ class _Zygote:
             data = b""
         if not data:
             self.process.kill()
-            err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-            raise SandboxError(f"the local sandbox's zygote failed to start: {err.strip()[-2000:]}")
+            err = self.log_path.read_text(errors="replace").strip()[-2000:]
+            raise SandboxError(f"the local sandbox's zygote failed to start: {err}")
         self.preloaded = json.loads(data).get("preloaded", [])
         self.control.settimeout(None)
 
@@ -240,10 +296,25 @@ def _bind_or_link(path: str) -> list[str]:
     return ["--ro-bind-try", path, path]
 
 
+def _parents(paths: list[str]) -> list[str]:
+    """Every ancestor directory of ``paths`` (outermost first), without "/"."""
+    found: set[str] = set()
+    for path in paths:
+        parent = os.path.dirname(path)
+        while parent not in ("/", ""):
+            found.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(found, key=lambda p: (p.count("/"), p))
+
+
 def _python_paths() -> list[str]:
     """The interpreter, its standard library and site-packages: nothing else of the host."""
-    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix,
-                  os.path.dirname(os.path.realpath(sys.executable))}
+    candidates = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+    }
     candidates |= {p for p in sys.path if p and os.path.isdir(p) and p != os.getcwd()}
     real = sorted({os.path.realpath(p) for p in candidates} | candidates)
     keep: list[str] = []
@@ -259,8 +330,14 @@ def _python_paths() -> list[str]:
 class LocalSession(SandboxSession):
     """One trajectory's session: a process tree under the zygote, one socket to it."""
 
-    def __init__(self, backend: LocalSandbox, zygote: _Zygote, workdir: Path,
-                 worker_spec: dict[str, Any], spec: SessionSpec) -> None:
+    def __init__(
+        self,
+        backend: LocalSandbox,
+        zygote: _Zygote,
+        workdir: Path,
+        worker_spec: dict[str, Any],
+        spec: SessionSpec,
+    ) -> None:
         self.backend, self.zygote, self.workdir = backend, zygote, workdir
         self.worker_spec, self.spec = worker_spec, spec
         self.closed = False
@@ -302,8 +379,12 @@ class LocalSession(SandboxSession):
         self.alive = False
         self.sock.close()
         message = f"the sandbox session stopped answering ({why}); it restarts on the next run"
-        return ExecutionRecord(error=ErrorInfo("SessionDied", message, ""), duration_s=duration,
-                               session_died=True, isolation=self.isolation)
+        return ExecutionRecord(
+            error=ErrorInfo("SessionDied", message, ""),
+            duration_s=duration,
+            session_died=True,
+            isolation=self.isolation,
+        )
 
     def restart(self) -> None:
         if self.closed:
@@ -325,10 +406,8 @@ class LocalSession(SandboxSession):
             return
         self.closed = True
         if self.alive:
-            try:
+            with contextlib.suppress(OSError):
                 send_message(self.sock, {"op": "close"})
-            except OSError:
-                pass
         self.sock.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -339,25 +418,32 @@ def _record(header: dict[str, Any], blobs: list[bytes], isolation: str) -> Execu
     specs = header["images"]
     if len(specs) != len(blobs):
         raise ValueError("image count does not match the attached data")
-    images = tuple(_image(spec, blob) for spec, blob in zip(specs, blobs))
+    images = tuple(_image(spec, blob) for spec, blob in zip(specs, blobs, strict=False))
     error = header.get("error")
     return ExecutionRecord(
         stdout=str(header["stdout"]),
         stderr=str(header["stderr"]),
         truncated=tuple(str(s) for s in header.get("truncated", [])),
-        error=None if error is None else ErrorInfo(str(error["type"]), str(error["message"]),
-                                                    str(error["traceback"])),
+        error=None
+        if error is None
+        else ErrorInfo(str(error["type"]), str(error["message"]), str(error["traceback"])),
         images=images,
         files=tuple(str(f) for f in header.get("files", [])),
         duration_s=float(header.get("duration_s", 0.0)),
         timed_out=bool(header.get("timed_out", False)),
-        restored=header.get("restored"),
+        session_died=bool(header.get("session_died", False)),
+        restored=None if header.get("restored") is None else str(header["restored"]),
         isolation=isolation,
     )
 
 
 def _image(spec: dict[str, Any], blob: bytes) -> CapturedImage:
     mode, width, height = str(spec["mode"]), int(spec["width"]), int(spec["height"])
-    if mode not in _CHANNELS or width < 1 or height < 1 or len(blob) != width * height * _CHANNELS[mode]:
+    if (
+        mode not in _CHANNELS
+        or width < 1
+        or height < 1
+        or len(blob) != width * height * _CHANNELS[mode]
+    ):
         raise ValueError(f"image {mode} {width}x{height} does not match {len(blob)} bytes")
     return CapturedImage(mode, width, height, blob, str(spec.get("source", "display")))

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
+import fcntl
 import linecache
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,31 +30,98 @@ MAX_PIXELS = 4096 * 4096
 MAX_LISTED_FILES = 2000
 
 
-class _Drain(threading.Thread):
-    """Read one pipe to the end, keeping the first ``limit`` bytes."""
+class ExecutionTimeout(BaseException):
+    """Raised inside model code when its time is up (a BaseException, like KeyboardInterrupt)."""
 
-    def __init__(self, fd: int, target: int, limit: int) -> None:
-        super().__init__(daemon=True)
-        self.fd, self.target, self.limit = fd, target, limit
-        self.kept = bytearray()
-        self.dropped = 0
-        self.collecting = True
-        self.lock = threading.Lock()
 
-    def run(self) -> None:
-        while chunk := _read(self.fd):
-            with self.lock:
-                if not self.collecting:
-                    continue
-                room = self.limit - len(self.kept)
-                self.kept += chunk[:room]
-                self.dropped += max(0, len(chunk) - room)
+def _alarm(signum: int, frame: Any) -> None:
+    raise ExecutionTimeout
 
-    def stop(self) -> tuple[bytes, int]:
-        """Stop collecting (the thread keeps draining) and return what was kept."""
-        with self.lock:
-            self.collecting = False
+
+class _Capture:
+    """Keep ``fd`` pointed at a pipe drained by one long-lived thread.
+
+    A run's output is everything between :meth:`begin` and a random end marker
+    that :meth:`end` writes into the pipe itself, so nothing the code wrote is
+    lost or misattributed, whatever buffering it used, and no thread or pipe is
+    created per run. Output past ``limit`` bytes is counted and dropped, and a
+    writer never blocks on a full pipe.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.cond = threading.Condition()
+        self.kept, self.dropped, self.limit = bytearray(), 0, 0
+        self.marker: bytes | None = None
+        self.found = False
+        self._install()
+
+    def _install(self) -> None:
+        read_end, write_end = (_high(fd) for fd in os.pipe())  # fd 1 may be free right now
+        os.dup2(write_end, self.fd)
+        os.close(write_end)
+        self.inode = os.fstat(self.fd).st_ino
+        threading.Thread(target=self._drain, args=(read_end,), daemon=True).start()
+
+    def begin(self, limit: int) -> None:
+        if _inode(self.fd) != self.inode:  # the code closed or replaced the stream
+            self._install()
+        with self.cond:
+            self.kept, self.dropped, self.limit = bytearray(), 0, limit
+            self.marker, self.found = None, False
+
+    def end(self) -> tuple[bytes, int]:
+        marker = b"\x00codedance-end-" + os.urandom(8).hex().encode() + b"\x00"
+        with self.cond:
+            self.marker = marker
+        with contextlib.suppress(OSError):
+            os.write(self.fd, marker)
+        with self.cond:
+            self.cond.wait_for(lambda: self.found, timeout=0.5)
+            self.marker, self.limit = None, 0
             return bytes(self.kept), self.dropped
+
+    def _drain(self, fd: int) -> None:
+        try:
+            self._drain_until_eof(fd)
+        finally:
+            os.close(fd)
+
+    def _drain_until_eof(self, fd: int) -> None:
+        tail = b""
+        while chunk := _read(fd):
+            with self.cond:
+                data = tail + chunk
+                marker = self.marker
+                if marker is not None and marker in data:
+                    self._keep(data[: data.index(marker)])
+                    self.found, tail = True, b""
+                    self.cond.notify_all()
+                    continue
+                keep_back = len(marker) - 1 if marker else 0
+                self._keep(data[: len(data) - keep_back] if keep_back else data)
+                tail = data[len(data) - keep_back :] if keep_back else b""
+
+    def _keep(self, data: bytes) -> None:
+        room = max(0, self.limit - len(self.kept))
+        self.kept += data[:room]
+        self.dropped += max(0, len(data) - room) if self.limit else 0
+
+
+def _high(fd: int) -> int:
+    """Move ``fd`` above the standard streams so dup2 onto 1 or 2 cannot clobber it."""
+    if fd > 2:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved
+
+
+def _inode(fd: int) -> int:
+    try:
+        return os.fstat(fd).st_ino
+    except OSError:
+        return -1
 
 
 def _read(fd: int) -> bytes:
@@ -73,7 +143,9 @@ class Engine:
         self.namespace["display"] = self.display
         self._preload(image_files)
         self._patch_viewers()
+        self._streams = (_Capture(1), _Capture(2))
         self._cell = 0
+        self._timed_out = False
 
     # -- the namespace the model sees ------------------------------------------------
 
@@ -84,7 +156,7 @@ class Engine:
         opened = [self._open_image(name) for name in image_files]
         ns["images"] = [image for image in opened if image is not None]
         ns["image"] = ns["images"][0] if ns["images"] else None
-        for name, image in zip(image_files, opened):
+        for name, image in zip(image_files, opened, strict=False):
             stem = os.path.splitext(name)[0]
             if image is not None and stem.isidentifier():
                 ns[stem] = image
@@ -108,13 +180,18 @@ class Engine:
             def show(*args: Any, **kwargs: Any) -> None:
                 self._capture_figures("show")
 
-            plt.show = show
+            setattr(plt, "show", show)  # noqa: B010 - a module attribute, patched on purpose
         if "PIL.Image" in sys.modules:
             image_class = sys.modules["PIL.Image"].Image
             image_class.show = lambda img, *a, **k: capture(img, "show")
         if "cv2" in sys.modules:
-            sys.modules["cv2"].imshow = lambda _title, array: capture(array, "show")
-            sys.modules["cv2"].waitKey = lambda *a, **k: -1
+            cv2: Any = sys.modules["cv2"]
+            cv2.imshow = lambda _title, array: capture(array, "show")
+            cv2.waitKey = lambda *a, **k: -1
+
+    def after_fork(self) -> None:
+        """Call in a forked child: threads do not survive fork, so recreate the capture."""
+        self._streams = (_Capture(1), _Capture(2))
 
     def display(self, *objects: Any) -> None:
         """Show objects to the model: images and figures as images, the rest as text."""
@@ -124,21 +201,34 @@ class Engine:
 
     # -- running a cell ----------------------------------------------------------------
 
-    def run(self, code: str) -> tuple[dict[str, Any], list[bytes]]:
-        """Execute ``code``; return the record header and the image blobs."""
+    def run(self, code: str, timeout: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
+        """Execute ``code``; return the record header and the image blobs.
+
+        With ``timeout``, SIGALRM interrupts the code like Ctrl-C in a notebook, so
+        the state survives; code that blocks the signal is killed by the session's
+        init instead (see session.py).
+        """
         self.images, self.blobs = [], []
         before = self._files()
-        out, err = self._redirect(1), self._redirect(2)
+        for stream in self._streams:
+            stream.begin(self.max_bytes)
         start = time.perf_counter()
-        error = self._execute(code)
+        if timeout is not None:
+            signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            error = self._execute(code)
+        except ExecutionTimeout:  # raised between the code's end and disarming
+            error = None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        timed_out, self._timed_out = self._timed_out, False
         self._capture_figures("figure")
         duration = time.perf_counter() - start
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        stdout, stderr = self._finish(out), self._finish(err)
+        for python_stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                python_stream.flush()
+        stdout, stderr = (self._finish(stream) for stream in self._streams)
         header = {
             "stdout": stdout[0],
             "stderr": stderr[0],
@@ -147,6 +237,7 @@ class Engine:
             "images": self.images,
             "files": self._changed(before, self._files()),
             "duration_s": duration,
+            "timed_out": timed_out,
         }
         return header, self.blobs
 
@@ -161,6 +252,14 @@ class Engine:
             if last is not None:
                 value = eval(compile(last, filename, "eval"), self.namespace)
                 self._show_result(value)
+        except ExecutionTimeout:
+            self._timed_out = True
+            return {
+                "type": "TimeoutError",
+                "message": "the code was interrupted at its time limit; the session keeps "
+                "the state it had reached",
+                "traceback": "",
+            }
         except SystemExit as exc:
             return {
                 "type": "SystemExit",
@@ -176,21 +275,9 @@ class Engine:
             return
         print(repr(value))
 
-    def _redirect(self, fd: int) -> _Drain:
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, fd)
-        os.close(write_end)
-        drain = _Drain(read_end, fd, self.max_bytes)
-        drain.start()
-        return drain
-
-    def _finish(self, drain: _Drain) -> tuple[str, bool]:
-        # Point the stream at /dev/null so the drain sees EOF once no child holds it.
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, drain.target)
-        os.close(null)
-        drain.join(timeout=0.2)
-        kept, dropped = drain.stop()
+    @staticmethod
+    def _finish(stream: _Capture) -> tuple[str, bool]:
+        kept, dropped = stream.end()
         text = kept.decode("utf-8", errors="replace")
         if dropped:
             text += f"\n[output truncated: {dropped} more bytes were cut]"
@@ -248,9 +335,10 @@ class Engine:
 
 def _split_last_expression(code: str) -> tuple[ast.Module | None, ast.Expression | None]:
     tree = ast.parse(code, filename=CELL)
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-        return (tree if tree.body else None), last
+    final = tree.body[-1] if tree.body else None
+    if isinstance(final, ast.Expr):
+        tree.body.pop()
+        return (tree if tree.body else None), ast.Expression(final.value)
     return tree, None
 
 

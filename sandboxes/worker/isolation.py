@@ -33,16 +33,22 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     args = [s.encode() if s is not None else None for s in (source, target, fstype, data)]
-    _check(_libc.mount(args[0], args[1], args[2], ctypes.c_ulong(flags), args[3]), f"mount {target}")
+    _check(
+        _libc.mount(args[0], args[1], args[2], ctypes.c_ulong(flags), args[3]), f"mount {target}"
+    )
 
 
 def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl {option}")
 
 
-def map_ids(pid: int | str, uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int) -> None:
+def map_ids(
+    pid: int | str, uid_inside: int, uid_outside: int, gid_inside: int, gid_outside: int
+) -> None:
     """Write a one-line uid/gid map for ``pid``'s user namespace."""
     base = f"/proc/{pid}"
     try:

@@ -90,8 +90,13 @@ def _isolate(spec: dict[str, Any]) -> str:
         os.setuid(uid)
         isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # setuid cleared it; uid_map needs it
         features.append(f"uid {uid}")
-    flags = (isolation.CLONE_NEWNS | isolation.CLONE_NEWNET | isolation.CLONE_NEWIPC
-             | isolation.CLONE_NEWUTS | isolation.CLONE_NEWPID)
+    flags = (
+        isolation.CLONE_NEWNS
+        | isolation.CLONE_NEWNET
+        | isolation.CLONE_NEWIPC
+        | isolation.CLONE_NEWUTS
+        | isolation.CLONE_NEWPID
+    )
     try:
         isolation.enter_user_namespace(flags)
     except OSError as exc:
@@ -103,13 +108,17 @@ def _isolate(spec: dict[str, Any]) -> str:
     tmpfs: dict[str, str] = spec.get("tmpfs", {})
     hidden = spec.get("sessions_root")
     for path, size in tmpfs.items():  # a private /tmp, for one
-        isolation.mount("tmpfs", path, "tmpfs", isolation.MS_NOSUID | isolation.MS_NODEV, f"size={size}")
+        isolation.mount(
+            "tmpfs", path, "tmpfs", isolation.MS_NOSUID | isolation.MS_NODEV, f"size={size}"
+        )
     target = spec.get("mount_workdir_at") or spec["workdir"]
     if target != spec["workdir"]:
         os.makedirs(target, exist_ok=True)
         isolation.mount(spec["workdir"], target, None, isolation.MS_BIND)
     if hidden:  # every session's directory, ours included, vanishes from its old path
-        isolation.mount("tmpfs", hidden, "tmpfs", isolation.MS_NOSUID | isolation.MS_NODEV, "size=1m")
+        isolation.mount(
+            "tmpfs", hidden, "tmpfs", isolation.MS_NOSUID | isolation.MS_NODEV, "size=1m"
+        )
         features.append("other sessions hidden")
     os.chdir(target)
     return ", ".join(features)

@@ -1,0 +1,90 @@
+"""``codedance exec``: run code in a fresh sandbox session and print the record."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from codedance.core.cli import App, pass_app
+from codedance.sandboxes.base import ExecutionRecord, InputFile, SandboxBackend, SessionSpec
+
+
+@click.command("exec")
+@click.argument("source", metavar="FILE|-", type=click.File("r", encoding="utf-8", lazy=False))
+@click.option("--backend", help="Sandbox backend (default: sandbox.backend in the config).")
+@click.option("--timeout", type=float, help="Seconds before the run is stopped.")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Input image, preloaded as `image`/`images` (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for produced images (default: a new temporary folder).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_app
+def exec_command(
+    app: App,
+    source: TextIO,
+    backend: str | None,
+    timeout: float | None,
+    images: tuple[Path, ...],
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Run FILE (or - for stdin) in a fresh sandbox session and print what happened.
+
+    Exits 0 whenever a record was produced, whatever the code did.
+    """
+    code = source.read()
+    settings = app.config.sandbox
+    name = backend or settings.backend
+    backend_class: type[SandboxBackend] = app.registry.get("sandbox", name)
+    spec = SessionSpec(
+        images=[InputFile(p.name, p.read_bytes()) for p in images], on_error=settings.on_error
+    )
+    sandbox = backend_class(settings.model_copy(update={"backend": name}))
+    with sandbox, sandbox.open_session(spec) as session:
+        record = session.run(code, timeout)
+    paths = _save_images(record, out)
+    if as_json:
+        click.echo(json.dumps(record.to_json(paths)))
+    else:
+        _print_human(record, paths)
+
+
+def _save_images(record: ExecutionRecord, out: Path | None) -> list[str]:
+    if not record.images:
+        return []
+    folder = out or Path(tempfile.mkdtemp(prefix="codedance-exec-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return [str(image.save(folder / f"image_{i}.png")) for i, image in enumerate(record.images)]
+
+
+def _print_human(record: ExecutionRecord, paths: list[str]) -> None:
+    if record.stdout:
+        click.echo(record.stdout, nl=not record.stdout.endswith("\n"))
+    if record.stderr:
+        click.echo(record.stderr, nl=not record.stderr.endswith("\n"), err=True)
+    if record.error is not None:
+        click.echo(
+            record.error.traceback or f"{record.error.type}: {record.error.message}",
+            err=True,
+            nl=False,
+        )
+        if not record.error.traceback:
+            click.echo(err=True)
+    for path in paths:
+        click.echo(f"image: {path}", err=True)
+    status = "ok" if record.ok else ("timed out" if record.timed_out else "failed")
+    click.echo(f"[{status} in {record.duration_s:.3f} s; isolation: {record.isolation}]", err=True)
+    sys.stderr.flush()
