@@ -32,7 +32,16 @@ if TYPE_CHECKING:
 
     from codedance.core.config import Config
 
-__all__ = ["codedance_cli", "codedance_config", "codedance_registry", "register_plugin"]
+# The conformance suite's plain asserts get pytest's detailed failure messages.
+pytest.register_assert_rewrite("codedance.sandboxes.conformance")
+
+__all__ = [
+    "SandboxConformance",
+    "codedance_cli",
+    "codedance_config",
+    "codedance_registry",
+    "register_plugin",
+]
 
 RegisterPlugin = Callable[..., Registry]
 
@@ -87,3 +96,12 @@ def codedance_config(tmp_path: Path) -> Callable[..., Config]:
         return load_config(path, overrides, env=dict(os.environ) if env is None else env)
 
     return make
+
+
+def __getattr__(name: str) -> object:
+    """``SandboxConformance`` loads on first use, keeping pytest start-up light."""
+    if name == "SandboxConformance":
+        from codedance.sandboxes.conformance import SandboxConformance
+
+        return SandboxConformance
+    raise AttributeError(f"module 'codedance.testing' has no attribute {name!r}")

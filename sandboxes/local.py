@@ -119,11 +119,8 @@ class LocalSandbox(SandboxBackend):
             "on_error": spec.on_error,
             "max_output_chars": cfg.max_output_chars,
             "session_limits": {"nproc": cfg.max_processes, "nofile": 1024, "core": 0},
-            "run_limits": {
-                "as": cfg.memory_mb * mb,
-                "cpu": cfg.cpu_time_s,
-                "fsize": cfg.max_file_mb * mb,
-            },
+            "holder_limits": {"as": cfg.memory_mb * mb, "fsize": cfg.max_file_mb * mb},
+            "cpu_time_s": cfg.cpu_time_s,
         }
 
     def close(self) -> None:

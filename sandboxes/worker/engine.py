@@ -144,6 +144,9 @@ class Engine:
         self._preload(image_files)
         self._patch_viewers()
         self._streams = (_Capture(1), _Capture(2))
+        for stream in (sys.stdout, sys.stderr):  # keep print order with child processes
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         self._cell = 0
         self._timed_out = False
 

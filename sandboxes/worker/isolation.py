@@ -81,3 +81,14 @@ def set_limits(limits: dict[str, int]) -> None:
     }
     for name, value in limits.items():
         resource.setrlimit(names[name], (value, value))
+
+
+def limit_cpu_from_now(seconds: int) -> None:
+    """Let this process use ``seconds`` more CPU time (soft limit: SIGXCPU, then kill)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = used + seconds
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))

@@ -75,6 +75,7 @@ class Holder:
     def run_inline(self, code: str, timeout: float) -> str | None:
         """Run in this process; init kills the session if the code ignores the alarm."""
         self._tell_init(f"S {timeout}\n")
+        isolation.limit_cpu_from_now(int(self.spec.get("cpu_time_s", 60)))
         header, blobs = self.engine.run(code, timeout)
         self._tell_init("E\n")
         if header.get("error") is not None and self.spec.get("on_error") == "reset":
@@ -157,7 +158,7 @@ class Holder:
                 os.close(self.watch)
             if not own_namespace:
                 os.setpgid(0, 0)
-            isolation.set_limits(self.spec.get("run_limits", {}))
+            isolation.limit_cpu_from_now(int(self.spec.get("cpu_time_s", 60)))
             self.engine.after_fork()
             header, blobs = self.engine.run(code)
             send_message(channel, header, blobs)
@@ -279,6 +280,7 @@ def _holder_main(
     lost: tuple[str, str] | None,
 ) -> None:
     try:
+        isolation.set_limits(spec.get("holder_limits", {}))
         images, limit = list(spec.get("images", [])), int(spec.get("max_output_chars", 8000))
         holder = Holder(host, Engine(".", images, limit), spec)
         holder.watch = watch
