@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from click.testing import Result
 
     from codedance.core.config import Config
+    from codedance.sandboxes.conformance import SandboxConformance
 
 # The conformance suite's plain asserts get pytest's detailed failure messages.
 pytest.register_assert_rewrite("codedance.sandboxes.conformance")

@@ -80,7 +80,10 @@ class SandboxConformance:
     def test_stdout_stderr_and_child_processes_are_captured(
         self, open_session: OpenSession
     ) -> None:
-        code = "import os, sys\nprint('out')\nprint('err', file=sys.stderr)\n_ = os.system('echo child')"
+        code = (
+            "import os, sys\nprint('out')\nprint('err', file=sys.stderr)\n"
+            "_ = os.system('echo child')"
+        )
         record = _ok(open_session().run(code))
         assert record.stdout == "out\nchild\n"
         assert record.stderr == "err\n"
@@ -97,17 +100,20 @@ class SandboxConformance:
         assert "line 2, in f" in record.error.traceback
         assert "return 1 / 0" in record.error.traceback
         assert "engine.py" not in record.error.traceback
-        assert not record.timed_out and not record.session_died
+        assert not record.timed_out
+        assert not record.session_died
 
     def test_syntax_error_is_reported(self, open_session: OpenSession) -> None:
         record = open_session().run("def broken(:\n    pass")
-        assert record.error is not None and record.error.type == "SyntaxError"
+        assert record.error is not None
+        assert record.error.type == "SyntaxError"
 
     def test_exit_is_an_error_not_the_end(self, open_session: OpenSession) -> None:
         session = open_session()
         session.run("kept = 1")
         record = session.run("exit(3)")
-        assert record.error is not None and record.error.type == "SystemExit"
+        assert record.error is not None
+        assert record.error.type == "SystemExit"
         assert _ok(session.run("kept")).stdout == "1\n"
 
     def test_output_is_truncated_and_says_so(self, open_session: OpenSession) -> None:
@@ -173,7 +179,8 @@ class SandboxConformance:
     def test_timeout_interrupts_and_keeps_the_state(self, open_session: OpenSession) -> None:
         session = open_session()
         record = session.run("reached = 1\nimport time\ntime.sleep(30)", timeout=1)
-        assert record.timed_out and record.error is not None
+        assert record.timed_out
+        assert record.error is not None
         assert record.error.type == "TimeoutError"
         assert _ok(session.run("reached")).stdout == "1\n"
 
@@ -189,7 +196,8 @@ class SandboxConformance:
     ) -> None:
         session = open_session()
         record = session.run("import os\nos._exit(3)")
-        assert not record.ok and record.error is not None
+        assert not record.ok
+        assert record.error is not None
         assert _ok(session.run("print('again')")).stdout == "again\n"
 
     def test_rollback_restores_the_last_good_state(self, open_session: OpenSession) -> None:
@@ -215,13 +223,15 @@ class SandboxConformance:
         _ok(session.run("x = 1"))
         session.restart()
         record = session.run("x")
-        assert record.error is not None and record.error.type == "NameError"
+        assert record.error is not None
+        assert record.error.type == "NameError"
 
     def test_sessions_do_not_share_state(self, open_session: OpenSession) -> None:
         first, second = open_session(), open_session()
         _ok(first.run("secret = 'a'\nopen('mine.txt', 'w').write('a')"))
         record = second.run("import os\nprint(os.path.exists('mine.txt'))\nsecret")
-        assert record.stdout == "False\n" and record.error is not None
+        assert record.stdout == "False\n"
+        assert record.error is not None
 
     def test_closed_session_refuses_to_run(self, open_session: OpenSession) -> None:
         session = open_session()
