@@ -27,6 +27,7 @@ Status = Literal["ok", "warn", "fail"]
 
 #: extra -> modules it provides (import names), as pyproject.toml declares them.
 EXTRAS: dict[str, tuple[str, ...]] = {
+    "tools": ("numpy", "PIL", "cv2", "matplotlib", "sympy", "shapely"),
     "hf": ("torch", "transformers"),
     "vllm": ("vllm",),
     "train": ("torch", "verl", "cachetools", "uvicorn", "fastapi"),

@@ -131,7 +131,7 @@ def test_doctor_reports_checks_with_fixes(codedance_cli):
     checks = {(c["area"], c["name"]): c for c in json.loads(result.output)}
     assert checks["system", "python"]["status"] == "ok"
     assert checks["config", "configuration"]["status"] == "ok"
-    for extra in ("hf", "vllm", "train", "e2b", "docker", "ocr"):
+    for extra in ("tools", "hf", "vllm", "train", "e2b", "docker", "ocr"):
         check = checks["extra", extra]
         assert check["status"] == "ok" or f"pip install 'codedance[{extra}]'" in check["fix"]
     assert checks["system", "bubblewrap"]["status"] in {"ok", "warn"}

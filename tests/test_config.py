@@ -240,10 +240,6 @@ def test_check_names_is_clean_when_everything_is_registered(register_plugin):
 
     class Everything:
         @hookimpl
-        def register_sandboxes(self, register):
-            register(object, name="local")
-
-        @hookimpl
         def register_models(self, register):
             register(object, name="openai")
 

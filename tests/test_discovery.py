@@ -136,7 +136,7 @@ def test_load_plugins_env_selects_by_distribution_or_entry_point_name(fake_dist,
 def test_empty_load_plugins_env_loads_no_installed_plugin(fake_dist):
     registry = load_registry(env={"CODEDANCE_LOAD_PLUGINS": ""})
     assert registry.names("tool") == []
-    assert [p.origin for p in registry.plugins] == ["builtin"]
+    assert {p.origin for p in registry.plugins} == {"builtin"}
 
 
 def test_load_plugins_env_naming_nothing_installed_is_reported(fake_dist):
@@ -156,7 +156,7 @@ def test_distribution_failing_at_import_is_reported_with_its_version(tmp_path, m
     (problem,) = registry.problems
     assert "plugin 'fake' (distribution codedance-heavy 1.2) failed to import" in str(problem)
     assert "ImportError: needs torch" in str(problem)
-    assert registry.names("command") == ["config", "doctor", "plugins"]
+    assert registry.names("command") == ["config", "doctor", "exec", "plugins"]
 
 
 def test_trace_env_writes_to_stderr(fake_dist, capsys):

@@ -16,6 +16,7 @@ from codedance.core.errors import (
     PluginLoadWarning,
     UnknownNameError,
 )
+from codedance.core.discovery import BUILTIN_PLUGINS
 from codedance.core.registry import KINDS, PluginInfo, Registry
 
 
@@ -168,13 +169,13 @@ def test_invalid_registrations_are_reported(register_plugin, kind, obj, name, me
 def test_plugins_are_listed_in_load_order_with_their_hooks(register_plugin):
     registry = register_plugin(ToolPlugin(), name="vision")
     names = [p.name for p in registry.plugins]
-    assert names == ["codedance.core.commands", "vision"]
+    assert names == [*BUILTIN_PLUGINS, "vision"]
     assert registry.hooks_of("vision") == ["register_tools"]
 
 
 def test_entries_of_every_kind_can_be_listed(codedance_registry):
     commands = codedance_registry.entries("command")
-    assert {e.name for e in commands} == {"plugins", "config", "doctor"}
+    assert {e.name for e in commands} == {"plugins", "config", "doctor", "exec"}
     assert all(isinstance(e.obj, click.Command) for e in commands)
 
 
