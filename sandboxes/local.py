@@ -51,6 +51,18 @@ NO_BWRAP = (
 )
 _CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
 _HOST_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: The few files of /etc that the interpreter, the dynamic linker and fonts need.
+_ETC = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/fonts",
+    "/etc/alternatives",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+)
 
 
 class UnisolatedWarning(UserWarning):
@@ -208,27 +220,19 @@ class _Zygote:
             argv += ["--unshare-user"]
         for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
             argv += _bind_or_link(path)
-        for path in (
-            "/etc/ld.so.cache",
-            "/etc/ld.so.conf",
-            "/etc/ld.so.conf.d",
-            "/etc/localtime",
-            "/etc/fonts",
-            "/etc/alternatives",
-            "/etc/passwd",
-            "/etc/group",
-            "/etc/nsswitch.conf",
-        ):
-            argv += ["--ro-bind-try", path, path]
         python = _python_paths()
-        for parent in _parents(python):  # bwrap would create them 0700, unreadable to a uid
+        etc = [path for path in _ETC if os.path.exists(path)]
+        worker = f"{INSIDE_WORKER}/worker"
+        for parent in _parents([*python, *etc, worker]):  # bwrap would make them 0700
             argv += ["--perms", "0755", "--dir", parent]
+        for path in etc:
+            argv += ["--ro-bind", path, path]
         for path in python:
             argv += ["--ro-bind", path, path]
         argv += [
             "--ro-bind",
             str(WORKER_DIR),
-            f"{INSIDE_WORKER}/worker",
+            worker,
             "--dev",
             "/dev",
             "--proc",

@@ -9,6 +9,7 @@ import click
 import pytest
 
 from codedance import hookimpl
+from codedance.core.discovery import BUILTIN_PLUGINS
 from codedance.core.errors import (
     DuplicateNameError,
     HookCallError,
@@ -16,7 +17,6 @@ from codedance.core.errors import (
     PluginLoadWarning,
     UnknownNameError,
 )
-from codedance.core.discovery import BUILTIN_PLUGINS
 from codedance.core.registry import KINDS, PluginInfo, Registry
 
 

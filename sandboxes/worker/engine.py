@@ -219,12 +219,15 @@ class Engine:
         if timeout is not None:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
+        owner = os.getpid()
         try:
             error = self._execute(code)
         except ExecutionTimeout:  # raised between the code's end and disarming
             error = None
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+        if os.getpid() != owner:  # a child the code forked finished the cell: it must
+            os._exit(0)  # not go on to act as the session
         timed_out, self._timed_out = self._timed_out, False
         self._capture_figures("figure")
         duration = time.perf_counter() - start
