@@ -114,10 +114,11 @@ for path in glob.glob("/proc/*/environ"):
         leaked.append(open(path, "rb").read())
     except OSError:
         pass
-print("secret: " + str(any(b"%s" in blob for blob in leaked) or "%s" in str(os.environ)))
+SECRET = "SECRET_VALUE"
+print("secret: " + str(any(SECRET.encode() in blob for blob in leaked) or SECRET in str(os.environ)))
 print("allowed: " + os.environ.get("CODEDANCE_ALLOWED", "missing"))
 print("keys: " + ",".join(sorted(os.environ)))
-""" % (SECRET, SECRET)
+""".replace("SECRET_VALUE", SECRET)
     seen = _lines(session.run(code))
     assert seen["secret"] == "False"
     assert seen["allowed"] == "visible-by-name"
