@@ -115,7 +115,8 @@ for path in glob.glob("/proc/*/environ"):
     except OSError:
         pass
 SECRET = "SECRET_VALUE"
-print("secret: " + str(any(SECRET.encode() in blob for blob in leaked) or SECRET in str(os.environ)))
+found = any(SECRET.encode() in blob for blob in leaked) or SECRET in str(os.environ)
+print("secret: " + str(found))
 print("allowed: " + os.environ.get("CODEDANCE_ALLOWED", "missing"))
 print("keys: " + ",".join(sorted(os.environ)))
 """.replace("SECRET_VALUE", SECRET)
