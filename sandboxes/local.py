@@ -96,10 +96,9 @@ class LocalSandbox(SandboxBackend):
         workdir = zygote.sessions_root / f"s{index}"
         workdir.mkdir(mode=0o700)
         uid = BASE_UID + index % 100_000 if os.geteuid() == 0 else None
+        worker_spec = self._worker_spec(zygote, spec, workdir, uid)
         _write_inputs(workdir, spec, uid)
-        return LocalSession(
-            self, zygote, workdir, self._worker_spec(zygote, spec, workdir, uid), spec
-        )
+        return LocalSession(self, zygote, workdir, worker_spec, spec)
 
     def _ensure_zygote(self) -> _Zygote:
         with self._lock:
@@ -118,12 +117,15 @@ class LocalSandbox(SandboxBackend):
         env.update(spec.env)
         inside = zygote.inside_path(workdir)
         env.setdefault("HOME", "/workspace" if zygote.bwrap else str(workdir))
+        if not zygote.private_tmp:  # /tmp is shared (or the host's): use the workdir
+            env.setdefault("TMPDIR", f"{env['HOME']}/.tmp")
+            (workdir / ".tmp").mkdir()
         mb = 1024 * 1024
         return {
             "workdir": inside,
             "mount_workdir_at": "/workspace" if zygote.bwrap else None,
             "sessions_root": INSIDE_SESSIONS if zygote.bwrap else None,
-            "tmpfs": {"/tmp": "512m"} if zygote.bwrap else {},
+            "tmpfs": {"/tmp": "512m"} if zygote.private_tmp else {},
             "base_isolation": [zygote.label],
             "uid": uid,
             "env": env,
@@ -161,6 +163,8 @@ class _Zygote:
         self.sessions_root = Path(tempfile.mkdtemp(prefix="codedance-sessions-"))
         os.chmod(self.sessions_root, 0o711)
         self.label = "bubblewrap (read-only system, no home)" if bwrap else NO_BWRAP
+        # A private /tmp per session would hide an interpreter that lives under /tmp.
+        self.private_tmp = bwrap and not any(p.startswith("/tmp/") for p in _python_paths())
         if not bwrap:
             warnings.warn(NO_BWRAP, UnisolatedWarning, stacklevel=4)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -220,6 +224,7 @@ class _Zygote:
             argv += ["--unshare-user"]
         for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
             argv += _bind_or_link(path)
+        argv += ["--tmpfs", "/tmp"]  # first: a venv may live under the host's /tmp
         python = _python_paths()
         etc = [path for path in _ETC if os.path.exists(path)]
         worker = f"{INSIDE_WORKER}/worker"
@@ -237,8 +242,6 @@ class _Zygote:
             "/dev",
             "--proc",
             "/proc",
-            "--tmpfs",
-            "/tmp",
             "--dir",
             "/workspace",
             "--bind",
