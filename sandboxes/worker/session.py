@@ -250,6 +250,7 @@ def init_main(host: socket.socket, spec: dict[str, Any], isolation_label: str) -
     """Start holders, answer for runs that killed them, enforce hard timeouts, reap."""
     announce, lost = True, None
     grace = float(spec.get("kill_grace_s", 1.0))
+    isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)  # orphans come to us even if not PID 1
     while True:
         watch_read, watch_write = os.pipe()
         pid = os.fork()
@@ -342,11 +343,58 @@ def _reap_until(holder: int) -> None:
 
 
 def _kill_everything() -> None:
-    """SIGKILL every process of the session but us (we are its PID 1), then reap them."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)
+    """SIGKILL every other process of the session, then reap them.
+
+    As PID 1 of the session's own PID namespace, ``kill(-1)`` reaches exactly the
+    session. Otherwise (no namespaces, or a container's child) ``kill(-1)`` would
+    reach every process of this uid on the machine, so we kill our descendants
+    instead; as a child subreaper we inherit orphans, so detached ones count too.
+    """
+    if os.getpid() == 1:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+    else:
+        for _ in range(100):  # a fork bomb may add children while we kill
+            victims = _descendants(os.getpid())
+            if not victims:
+                break
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            _reap_exited()
     while True:
         try:
             os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant of ``root``, from /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if fields[0] != b"Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _reap_exited() -> None:
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
         except ChildProcessError:
             return
