@@ -48,7 +48,8 @@ def stdio_session(tmp_path: Path) -> Iterator[tuple[_Pipe, socket.socket]]:
         "preload": [],
     }
     request = json.dumps({"op": "spawn", "spec": spec}).encode()
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     process.stdin.write(struct.pack(">I", len(request)) + request)
     process.stdin.flush()
     reader, writer = socket.socketpair()
