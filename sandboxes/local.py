@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codedance.sandboxes.base import (
-    CapturedImage,
     ErrorInfo,
     ExecutionRecord,
     SandboxBackend,
@@ -35,6 +34,7 @@ from codedance.sandboxes.base import (
     SessionClosedError,
     SessionSpec,
 )
+from codedance.sandboxes.records import record_from_message
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message, send_message
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ BASE_UID = 200_000
 NO_BWRAP = (
     "NO ISOLATION: bubblewrap missing, the host filesystem is visible (apt-get install bubblewrap)"
 )
-_CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
 _HOST_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: The few files of /etc that the interpreter, the dynamic linker and fonts need.
 _ETC = (
@@ -375,7 +374,7 @@ class LocalSession(SandboxSession):
         except (ProtocolError, OSError) as exc:
             return self._died(f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
         try:
-            return _record(header, blobs, self.isolation)
+            return record_from_message(header, blobs, self.isolation)
         except (KeyError, TypeError, ValueError) as exc:
             return self._died(f"malformed result ({exc})", time.perf_counter() - start)
 
@@ -414,40 +413,3 @@ class LocalSession(SandboxSession):
                 send_message(self.sock, {"op": "close"})
         self.sock.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _record(header: dict[str, Any], blobs: list[bytes], isolation: str) -> ExecutionRecord:
-    if header.get("op") != "result":
-        raise ValueError(f"expected a result, got {header.get('op')!r}")
-    specs = header["images"]
-    if len(specs) != len(blobs):
-        raise ValueError("image count does not match the attached data")
-    images = tuple(_image(spec, blob) for spec, blob in zip(specs, blobs, strict=False))
-    error = header.get("error")
-    return ExecutionRecord(
-        stdout=str(header["stdout"]),
-        stderr=str(header["stderr"]),
-        truncated=tuple(str(s) for s in header.get("truncated", [])),
-        error=None
-        if error is None
-        else ErrorInfo(str(error["type"]), str(error["message"]), str(error["traceback"])),
-        images=images,
-        files=tuple(str(f) for f in header.get("files", [])),
-        duration_s=float(header.get("duration_s", 0.0)),
-        timed_out=bool(header.get("timed_out", False)),
-        session_died=bool(header.get("session_died", False)),
-        restored=None if header.get("restored") is None else str(header["restored"]),
-        isolation=isolation,
-    )
-
-
-def _image(spec: dict[str, Any], blob: bytes) -> CapturedImage:
-    mode, width, height = str(spec["mode"]), int(spec["width"]), int(spec["height"])
-    if (
-        mode not in _CHANNELS
-        or width < 1
-        or height < 1
-        or len(blob) != width * height * _CHANNELS[mode]
-    ):
-        raise ValueError(f"image {mode} {width}x{height} does not match {len(blob)} bytes")
-    return CapturedImage(mode, width, height, blob, str(spec.get("source", "display")))

@@ -1,0 +1,55 @@
+"""Turn the worker's ``result`` message into an :class:`ExecutionRecord`.
+
+Shared by every backend that runs codedance's worker (local, Docker): the
+message comes from the sandbox, so every field is checked, not trusted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codedance.sandboxes.base import CapturedImage, ErrorInfo, ExecutionRecord
+
+__all__ = ["record_from_message"]
+
+_CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
+
+
+def record_from_message(
+    header: dict[str, Any], blobs: list[bytes], isolation: str
+) -> ExecutionRecord:
+    """The record in ``header`` and ``blobs``; ValueError, KeyError or TypeError if malformed."""
+    if header.get("op") != "result":
+        raise ValueError(f"expected a result, got {header.get('op')!r}")
+    specs = header["images"]
+    if len(specs) != len(blobs):
+        raise ValueError("image count does not match the attached data")
+    images = tuple(_image(spec, blob) for spec, blob in zip(specs, blobs, strict=False))
+    error = header.get("error")
+    return ExecutionRecord(
+        stdout=str(header["stdout"]),
+        stderr=str(header["stderr"]),
+        truncated=tuple(str(s) for s in header.get("truncated", [])),
+        error=None
+        if error is None
+        else ErrorInfo(str(error["type"]), str(error["message"]), str(error["traceback"])),
+        images=images,
+        files=tuple(str(f) for f in header.get("files", [])),
+        duration_s=float(header.get("duration_s", 0.0)),
+        timed_out=bool(header.get("timed_out", False)),
+        session_died=bool(header.get("session_died", False)),
+        restored=None if header.get("restored") is None else str(header["restored"]),
+        isolation=isolation,
+    )
+
+
+def _image(spec: dict[str, Any], blob: bytes) -> CapturedImage:
+    mode, width, height = str(spec["mode"]), int(spec["width"]), int(spec["height"])
+    if (
+        mode not in _CHANNELS
+        or width < 1
+        or height < 1
+        or len(blob) != width * height * _CHANNELS[mode]
+    ):
+        raise ValueError(f"image {mode} {width}x{height} does not match {len(blob)} bytes")
+    return CapturedImage(mode, width, height, blob, str(spec.get("source", "display")))
