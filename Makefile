@@ -15,10 +15,12 @@ $(VENV)/.dev: $(VENV)/.base
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,tools]'
 	touch $@
 
-## run: set up and run the main job (until `codedance run` lands: doctor + plugins)
+## run: set up and run the main job (until `codedance run` lands: doctor, plugins and
+## one sandboxed execution that returns an image)
 run: $(VENV)/.base
 	$(BIN)/codedance doctor
 	$(BIN)/codedance plugins
+	$(BIN)/codedance exec examples/sandbox_demo.py
 
 ## check: ruff lint + format, mypy on the package, pytest
 check: $(VENV)/.dev

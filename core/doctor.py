@@ -199,4 +199,6 @@ def _backend_checks(app: App) -> Iterator[Check]:
             except Exception as exc:
                 problem = f"doctor() raised {type(exc).__name__}: {exc}"
             status: Status = "ok" if problem is None else "warn"
-            yield Check("backend", f"{kind} {entry.name}", status, problem or "usable")
+            describe = getattr(entry.obj, "describe", None)
+            detail = problem or (str(describe()) if callable(describe) else "usable")
+            yield Check("backend", f"{kind} {entry.name}", status, detail)

@@ -88,6 +88,17 @@ class LocalSandbox(SandboxBackend):
             return NO_BWRAP
         return None
 
+    @classmethod
+    def describe(cls) -> str:
+        """The isolation a session gets here, for ``codedance doctor``."""
+        if shutil.which("bwrap") is None:
+            return NO_BWRAP
+        uid = "its own uid" if os.geteuid() == 0 else "your uid"
+        return (
+            "bubblewrap (read-only system, no home) + per-session user/pid/net/ipc "
+            f"namespaces (no network), {uid}, rlimits, soft and hard timeouts"
+        )
+
     def open_session(self, spec: SessionSpec | None = None) -> LocalSession:
         spec = spec or SessionSpec()
         zygote = self._ensure_zygote()

@@ -220,3 +220,16 @@ def test_broken_config_still_allows_help_plugins_and_doctor(tmp_path):
     (config_check,) = [c for c in json.loads(doctor.stdout) if c["name"] == "configuration"]
     assert config_check["status"] == "fail"
     assert "invalid YAML" in config_check["detail"]
+
+
+def test_doctor_describes_the_local_sandbox_isolation(codedance_cli):
+    import shutil
+
+    checks = json.loads(codedance_cli("doctor", "--json").output)
+    (local,) = [c for c in checks if c["name"] == "sandbox local"]
+    if shutil.which("bwrap"):
+        assert local["status"] == "ok"
+        assert "per-session user/pid/net/ipc namespaces" in local["detail"]
+    else:
+        assert local["status"] == "warn"
+        assert "apt-get install bubblewrap" in local["detail"]

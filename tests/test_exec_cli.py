@@ -1,0 +1,99 @@
+"""`codedance exec`: one fresh session, one record, exit 0 whatever the code did."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PIL = pytest.importorskip("PIL.Image")
+
+
+def _exec(*args: str, stdin: str | None = None, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CODEDANCE_LOAD_PLUGINS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "codedance", "exec", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_json_record_has_the_documented_keys_and_saved_images(tmp_path):
+    image = tmp_path / "photo.png"
+    PIL.new("RGB", (30, 20), "blue").save(image)
+    code = "print(photo.size)\nimage.crop((0, 0, 10, 10))"
+    result = _exec(
+        "--json",
+        "--image",
+        str(image),
+        "--out",
+        str(tmp_path / "out"),
+        "-",
+        stdin=code,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    for key in (
+        "stdout",
+        "stderr",
+        "truncated",
+        "error",
+        "images",
+        "files",
+        "timed_out",
+        "session_died",
+        "duration_s",
+        "isolation",
+    ):
+        assert key in record
+    assert record["stdout"] == "(30, 20)\n"
+    (saved,) = record["images"]
+    assert PIL.open(saved).size == (10, 10)
+
+
+def test_failing_code_still_exits_zero_with_the_error(tmp_path):
+    result = _exec("--json", "-", stdin="raise KeyError('k')", cwd=tmp_path)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["error"]["type"] == "KeyError"
+
+
+def test_timeout_option_is_applied(tmp_path):
+    result = _exec(
+        "--json", "--timeout", "1", "-", stdin="import time\ntime.sleep(20)", cwd=tmp_path
+    )
+    record = json.loads(result.stdout)
+    assert record["timed_out"] is True
+
+
+def test_human_output_shows_output_traceback_and_status(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text("print('hello')\n1 / 0\n")
+    result = _exec(str(script), cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == "hello\n"
+    assert "ZeroDivisionError: division by zero" in result.stderr
+    assert "[failed in" in result.stderr
+
+
+def test_unknown_backend_is_a_clear_framework_error(tmp_path):
+    result = _exec("--backend", "dokcer", "-", stdin="1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no sandbox named 'dokcer'" in result.stderr
+
+
+def test_the_quick_start_demo_returns_its_crop(tmp_path):
+    result = _exec(
+        "--json", "--out", str(tmp_path), str(ROOT / "examples" / "sandbox_demo.py"), cwd=tmp_path
+    )
+    record = json.loads(result.stdout)
+    assert record["stdout"] == "square found at (120, 96, 184, 160)\n"
+    assert PIL.open(record["images"][0]).size == (64, 64)
