@@ -11,9 +11,11 @@ from codedance.core.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_sandboxes(register: Register) -> None:
+    from codedance.sandboxes.docker import DockerSandbox
     from codedance.sandboxes.local import LocalSandbox
 
     register(LocalSandbox)
+    register(DockerSandbox)
 
 
 @hookimpl

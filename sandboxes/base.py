@@ -9,7 +9,6 @@ the task's input images preloaded, and turns each ``run(code, timeout)`` into on
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -176,14 +175,20 @@ class SandboxSession(ABC):
 
     async def arun(self, code: str, timeout: float | None = None) -> ExecutionRecord:
         """Async twin of :meth:`run`."""
+        import asyncio
+
         return await asyncio.to_thread(self.run, code, timeout)
 
     async def arestart(self) -> None:
         """Async twin of :meth:`restart`."""
+        import asyncio
+
         await asyncio.to_thread(self.restart)
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
+        import asyncio
+
         await asyncio.to_thread(self.close)
 
     def __enter__(self) -> SandboxSession:
@@ -220,6 +225,8 @@ class SandboxBackend(ABC):
 
     async def aopen_session(self, spec: SessionSpec | None = None) -> SandboxSession:
         """Async twin of :meth:`open_session`."""
+        import asyncio
+
         return await asyncio.to_thread(self.open_session, spec)
 
     def close(self) -> None:  # noqa: B027 - optional for backends without shared state
