@@ -80,7 +80,8 @@ class LocalSandbox(SandboxBackend):
         self._counter = itertools.count()
         opts = self.config.options
         self.use_bwrap = bool(opts.get("bubblewrap", True)) and shutil.which("bwrap") is not None
-        self.preload = list(opts.get("preload", []))
+        preload = opts.get("preload")
+        self.preload = None if preload is None else [str(name) for name in preload]
 
     @classmethod
     def doctor(cls) -> str | None:
@@ -168,7 +169,7 @@ def _write_inputs(workdir: Path, spec: SessionSpec, uid: int | None) -> None:
 class _Zygote:
     """The warm parent process and the control socket used to ask it for sessions."""
 
-    def __init__(self, bwrap: bool, preload: list[str]) -> None:
+    def __init__(self, bwrap: bool, preload: list[str] | None) -> None:
         self.bwrap = bwrap
         self.sessions_root = Path(tempfile.mkdtemp(prefix="codedance-sessions-"))
         os.chmod(self.sessions_root, 0o711)
@@ -199,7 +200,7 @@ class _Zygote:
     def _worker_parent(self) -> str:
         return INSIDE_WORKER if self.bwrap else str(WORKER_DIR.parent)
 
-    def _env(self, fd: int, preload: list[str]) -> dict[str, str]:
+    def _env(self, fd: int, preload: list[str] | None) -> dict[str, str]:
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp",
@@ -213,7 +214,7 @@ class _Zygote:
         if not self.bwrap:
             env["MPLCONFIGDIR"] = str(self.sessions_root / ".matplotlib")
         env.update({k: os.environ[k] for k in _HOST_ENV if k in os.environ})
-        if preload:
+        if preload is not None:  # None: the worker's default list
             env["CODEDANCE_ZYGOTE"] = json.dumps({"preload": preload})
         return env
 

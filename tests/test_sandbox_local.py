@@ -24,3 +24,14 @@ def test_isolation_is_named_in_every_record():
         record = session.run("1")
     assert record.isolation == session.isolation
     assert "namespaces" in record.isolation or "NO ISOLATION" in record.isolation
+
+
+def test_viewers_imported_by_the_code_itself_still_return_images():
+    """With nothing preloaded, PIL and pyplot imported by the code are patched too."""
+    with LocalSandbox(SandboxConfig(options={"preload": []})) as backend:
+        with backend.open_session() as session:
+            session.run("from PIL import Image")
+            shown = session.run("Image.new('RGB', (5, 5)).show()")
+            plotted = session.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
+    assert [image.source for image in shown.images] == ["show"]
+    assert [image.source for image in plotted.images] == ["figure"]

@@ -212,6 +212,7 @@ class Engine:
         init instead (see session.py).
         """
         self.images, self.blobs = [], []
+        self._patch_viewers()  # modules the code imported since the last run
         before = self._files()
         for stream in self._streams:
             stream.begin(self.max_bytes)
