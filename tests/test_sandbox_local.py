@@ -28,10 +28,10 @@ def test_isolation_is_named_in_every_record():
 
 def test_viewers_imported_by_the_code_itself_still_return_images():
     """With nothing preloaded, PIL and pyplot imported by the code are patched too."""
-    with LocalSandbox(SandboxConfig(options={"preload": []})) as backend:
-        with backend.open_session() as session:
-            session.run("from PIL import Image")
-            shown = session.run("Image.new('RGB', (5, 5)).show()")
-            plotted = session.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
+    backend = LocalSandbox(SandboxConfig(options={"preload": []}))
+    with backend, backend.open_session() as session:
+        session.run("from PIL import Image")
+        shown = session.run("Image.new('RGB', (5, 5)).show()")
+        plotted = session.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
     assert [image.source for image in shown.images] == ["show"]
     assert [image.source for image in plotted.images] == ["figure"]
