@@ -12,10 +12,12 @@ from codedance.core.hookspecs import Register, hookimpl
 @hookimpl
 def register_sandboxes(register: Register) -> None:
     from codedance.sandboxes.docker import DockerSandbox
+    from codedance.sandboxes.e2b import E2BSandbox
     from codedance.sandboxes.local import LocalSandbox
 
     register(LocalSandbox)
     register(DockerSandbox)
+    register(E2BSandbox)
 
 
 @hookimpl
