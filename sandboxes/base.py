@@ -156,6 +156,20 @@ class SessionSpec:
     on_error: OnError = "keep"
 
 
+_EXECUTOR: Any = None
+
+
+def _run_blocking(function: Any, *args: Any) -> Any:
+    """Await ``function(*args)`` on a pool sized for many sessions, not asyncio's small default."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=512, thread_name_prefix="codedance-sandbox")
+    return asyncio.get_running_loop().run_in_executor(_EXECUTOR, function, *args)
+
+
 class SandboxSession(ABC):
     """One trajectory's stateful execution context."""
 
@@ -175,21 +189,16 @@ class SandboxSession(ABC):
 
     async def arun(self, code: str, timeout: float | None = None) -> ExecutionRecord:
         """Async twin of :meth:`run`."""
-        import asyncio
-
-        return await asyncio.to_thread(self.run, code, timeout)
+        record: ExecutionRecord = await _run_blocking(self.run, code, timeout)
+        return record
 
     async def arestart(self) -> None:
         """Async twin of :meth:`restart`."""
-        import asyncio
-
-        await asyncio.to_thread(self.restart)
+        await _run_blocking(self.restart)
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        import asyncio
-
-        await asyncio.to_thread(self.close)
+        await _run_blocking(self.close)
 
     def __enter__(self) -> SandboxSession:
         return self
@@ -225,9 +234,8 @@ class SandboxBackend(ABC):
 
     async def aopen_session(self, spec: SessionSpec | None = None) -> SandboxSession:
         """Async twin of :meth:`open_session`."""
-        import asyncio
-
-        return await asyncio.to_thread(self.open_session, spec)
+        session: SandboxSession = await _run_blocking(self.open_session, spec)
+        return session
 
     def close(self) -> None:  # noqa: B027 - optional for backends without shared state
         """Free resources shared by this backend's sessions (worker pools, clients)."""

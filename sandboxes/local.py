@@ -330,13 +330,21 @@ def _python_paths() -> list[str]:
         sys.exec_prefix,
         os.path.dirname(os.path.realpath(sys.executable)),
     }
-    candidates |= {p for p in sys.path if p and os.path.isdir(p) and p != os.getcwd()}
+    # Only the site directories of sys.path: never the running script's folder or the
+    # working directory, which may hold a project's secrets (.env, keys, data).
+    candidates |= {p for p in sys.path if p and os.path.isdir(p) and _is_site_dir(p)}
     real = sorted({os.path.realpath(p) for p in candidates} | candidates)
     keep: list[str] = []
     for path in real:
         if os.path.isdir(path) and not any(path.startswith(k + os.sep) for k in keep):
             keep.append(path)
     return [p for p in keep if not p.startswith(("/usr/", "/bin", "/lib"))]
+
+
+def _is_site_dir(path: str) -> bool:
+    """site-packages / dist-packages folders (and their .pth-added subfolders)."""
+    parts = os.path.normpath(path).split(os.sep)
+    return any(part in ("site-packages", "dist-packages") for part in parts)
 
 
 # -- sessions -------------------------------------------------------------------------

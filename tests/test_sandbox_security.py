@@ -288,3 +288,22 @@ def test_concurrent_sessions_stay_separate(backend):
     for thread in threads:
         thread.join()
     assert results == {i: f"{i}\n" for i in range(8)}
+
+
+def test_the_host_scripts_folder_and_cwd_stay_invisible(tmp_path):
+    """sys.path[0] (the running script's folder) holds secrets such as a project's .env."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".env").write_text(f"API_KEY={SECRET}\n")
+    probe = f"print(open({str(project / '.env')!r}).read())"
+    (project / "driver.py").write_text(
+        "from codedance.sandboxes.local import LocalSandbox\n"
+        "with LocalSandbox() as backend, backend.open_session() as session:\n"
+        f"    record = session.run({probe!r})\n"
+        "    print(record.error.type if record.error else record.stdout)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(project / "driver.py")], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "FileNotFoundError"

@@ -255,6 +255,11 @@ def bwrap_argv(container: _Container, info_fd: int) -> list[str]:
     argv += ["--proc", "/proc", "--dev", "/dev"]
     for path, options in tmpfs.items():
         argv += _tmpfs_args(path, options)
+    # The "image" is the host, whose interpreter may live under /tmp (a CI clone's
+    # venv); a real image never keeps it on a path the container mounts a tmpfs on.
+    for prefix in sorted({sys.prefix, sys.base_prefix}):
+        if any(prefix.startswith(path.rstrip("/") + "/") for path in tmpfs):
+            argv += ["--ro-bind", prefix, prefix]
     argv += ["--remount-ro", "/", "--chdir", container.body.get("WorkingDir") or "/"]
     return [*argv, *container.body["Cmd"]]
 
