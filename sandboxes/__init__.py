@@ -22,6 +22,7 @@ def register_sandboxes(register: Register) -> None:
 
 @hookimpl
 def register_commands(register: Register) -> None:
-    from codedance.sandboxes.cli import exec_command
+    from codedance.sandboxes.cli import bench_group, exec_command
 
     register(exec_command)
+    register(bench_group)

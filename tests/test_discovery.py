@@ -156,7 +156,7 @@ def test_distribution_failing_at_import_is_reported_with_its_version(tmp_path, m
     (problem,) = registry.problems
     assert "plugin 'fake' (distribution codedance-heavy 1.2) failed to import" in str(problem)
     assert "ImportError: needs torch" in str(problem)
-    assert registry.names("command") == ["config", "doctor", "exec", "plugins"]
+    assert registry.names("command") == ["bench", "config", "doctor", "exec", "plugins"]
 
 
 def test_trace_env_writes_to_stderr(fake_dist, capsys):

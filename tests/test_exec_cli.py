@@ -97,3 +97,16 @@ def test_the_quick_start_demo_returns_its_crop(tmp_path):
     record = json.loads(result.stdout)
     assert record["stdout"] == "square found at (120, 96, 184, 160)\n"
     assert PIL.open(record["images"][0]).size == (64, 64)
+
+
+def test_bench_sandbox_command_is_registered_and_documented(tmp_path):
+    env = {**os.environ, "CODEDANCE_LOAD_PLUGINS": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "codedance", "bench", "sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0
+    assert "--quick" in result.stdout

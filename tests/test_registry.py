@@ -175,7 +175,7 @@ def test_plugins_are_listed_in_load_order_with_their_hooks(register_plugin):
 
 def test_entries_of_every_kind_can_be_listed(codedance_registry):
     commands = codedance_registry.entries("command")
-    assert {e.name for e in commands} == {"plugins", "config", "doctor", "exec"}
+    assert {e.name for e in commands} == {"plugins", "config", "doctor", "exec", "bench"}
     assert all(isinstance(e.obj, click.Command) for e in commands)
 
 
