@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from codedance.core.errors import MissingDependencyError
 from codedance.sandboxes.base import (
-    ErrorInfo,
     ExecutionRecord,
     SandboxBackend,
     SandboxError,
@@ -52,7 +51,7 @@ from codedance.sandboxes.base import (
     SessionSpec,
 )
 from codedance.sandboxes.local import WORKER_DIR
-from codedance.sandboxes.records import record_from_message
+from codedance.sandboxes.records import died_record, request_run
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message, send_message
 
 if TYPE_CHECKING:
@@ -431,30 +430,16 @@ class DockerSession(SandboxSession):
         assert self.stream is not None
         limit = float(timeout if timeout is not None else self.backend.config.timeout_s)
         start = time.perf_counter()
-        try:
-            self.stream.send({"op": "run", "code": code, "timeout": limit})
-            self.stream.stdout.settimeout(limit + 30)  # the worker enforces `limit`
-            header, blobs = recv_message(self.stream.stdout)
-        except (ProtocolError, OSError) as exc:
-            return self._died(f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
-        try:
-            return record_from_message(header, blobs, self.isolation)
-        except (KeyError, TypeError, ValueError) as exc:
-            return self._died(f"malformed result ({exc})", time.perf_counter() - start)
-
-    def _died(self, why: str, duration: float) -> ExecutionRecord:
-        note = self.stream.stderr_note() if self.stream is not None else ""
+        outcome = request_run(self.stream.send, self.stream.stdout, code, limit, self.isolation)
+        if isinstance(outcome, ExecutionRecord):
+            return outcome
+        note = self.stream.stderr_note()
         self._discard()
-        message = (
-            f"the sandbox container stopped answering ({why}{note}); "
+        why = (
+            f"the sandbox container stopped answering ({outcome}{note}); "
             "a fresh container starts on the next run"
         )
-        return ExecutionRecord(
-            error=ErrorInfo("SessionDied", message, ""),
-            duration_s=duration,
-            session_died=True,
-            isolation=self.isolation,
-        )
+        return died_record(why, time.perf_counter() - start, self.isolation)
 
     def restart(self) -> None:
         if self.closed:

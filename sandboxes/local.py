@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codedance.sandboxes.base import (
-    ErrorInfo,
     ExecutionRecord,
     SandboxBackend,
     SandboxError,
@@ -34,7 +33,7 @@ from codedance.sandboxes.base import (
     SessionClosedError,
     SessionSpec,
 )
-from codedance.sandboxes.records import record_from_message
+from codedance.sandboxes.records import died_record, request_run
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message, send_message
 
 if TYPE_CHECKING:
@@ -387,27 +386,19 @@ class LocalSession(SandboxSession):
             self.restart()
         limit = float(timeout if timeout is not None else self.backend.config.timeout_s)
         start = time.perf_counter()
-        try:
-            send_message(self.sock, {"op": "run", "code": code, "timeout": limit})
-            self.sock.settimeout(limit + 30)  # the session enforces `limit`; this is a backstop
-            header, blobs = recv_message(self.sock)
-        except (ProtocolError, OSError) as exc:
-            return self._died(f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
-        try:
-            return record_from_message(header, blobs, self.isolation)
-        except (KeyError, TypeError, ValueError) as exc:
-            return self._died(f"malformed result ({exc})", time.perf_counter() - start)
-
-    def _died(self, why: str, duration: float) -> ExecutionRecord:
+        outcome = request_run(
+            lambda message: send_message(self.sock, message),
+            self.sock,
+            code,
+            limit,
+            self.isolation,
+        )
+        if isinstance(outcome, ExecutionRecord):
+            return outcome
         self.alive = False
         self.sock.close()
-        message = f"the sandbox session stopped answering ({why}); it restarts on the next run"
-        return ExecutionRecord(
-            error=ErrorInfo("SessionDied", message, ""),
-            duration_s=duration,
-            session_died=True,
-            isolation=self.isolation,
-        )
+        why = f"the sandbox session stopped answering ({outcome}); it restarts on the next run"
+        return died_record(why, time.perf_counter() - start, self.isolation)
 
     def restart(self) -> None:
         if self.closed:

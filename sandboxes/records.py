@@ -6,11 +6,14 @@ message comes from the sandbox, so every field is checked, not trusted.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from codedance.sandboxes.base import CapturedImage, ErrorInfo, ExecutionRecord
+from codedance.sandboxes.worker.protocol import ProtocolError, recv_message
 
-__all__ = ["record_from_message"]
+__all__ = ["died_record", "record_from_message", "request_run"]
 
 _CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
 
@@ -53,3 +56,37 @@ def _image(spec: dict[str, Any], blob: bytes) -> CapturedImage:
     ):
         raise ValueError(f"image {mode} {width}x{height} does not match {len(blob)} bytes")
     return CapturedImage(mode, width, height, blob, str(spec.get("source", "display")))
+
+
+def request_run(
+    send: Callable[[dict[str, Any]], None],
+    reader: socket.socket,
+    code: str,
+    limit: float,
+    isolation: str,
+) -> ExecutionRecord | str:
+    """Send one ``run`` request and read its record; a string says why the channel failed.
+
+    The worker enforces ``limit`` itself; the read allows 30 s more as a backstop
+    against a worker that stopped answering.
+    """
+    try:
+        send({"op": "run", "code": code, "timeout": limit})
+        reader.settimeout(limit + 30)
+        header, blobs = recv_message(reader)
+    except (ProtocolError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        return record_from_message(header, blobs, isolation)
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed result ({exc})"
+
+
+def died_record(message: str, duration: float, isolation: str) -> ExecutionRecord:
+    """The record of a run whose session stopped answering."""
+    return ExecutionRecord(
+        error=ErrorInfo("SessionDied", message, ""),
+        duration_s=duration,
+        session_died=True,
+        isolation=isolation,
+    )
