@@ -23,8 +23,9 @@ colours in tracebacks, which the stand-in's kernel does not produce, are checked
 by feeding E2B wire lines to the SDK's own ``parse_output``. The last test runs
 against the real E2B when ``E2B_API_KEY`` is set and is skipped otherwise.
 
-Why ``SandboxConformance`` is not subclassed: E2B cannot meet all of it, so the
-items it can meet are tested here one by one. What it cannot meet: ``rollback``
+``TestE2BConformance`` runs the shared conformance suite, declaring the items E2B
+cannot meet (their tests skip with the reason); the tests below cover E2B's own
+behaviour. What it cannot meet: ``rollback``
 (refused: E2B can only snapshot a whole VM); ``exit()`` is no error (IPython asks
 the front end to exit, which E2B ignores); ``plt.show()``, figures left open and
 ``Image.show()`` all come back as ``display``, in the kernel's order (open figures
@@ -44,7 +45,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -58,6 +59,7 @@ from codedance.sandboxes.e2b import (
     E2BSession,
     record_from_execution,
 )
+from codedance.testing import SandboxConformance
 
 KEY = "e2b_0123456789abcdef_not_a_real_key"
 KEY_ENV = "CODEDANCE_TEST_E2B_KEY"
@@ -112,6 +114,29 @@ def open_session(backend: E2BSandbox) -> Iterator[OpenSession]:
     yield open_one
     for session in opened:
         session.close()
+
+
+class TestE2BConformance(SandboxConformance):
+    """The shared suite against the stand-in E2B (see the module docstring)."""
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "rollback": "E2B can only snapshot a whole VM, so open_session refuses it",
+        "exit_is_error": "IPython asks the front end to exit and E2B ignores it",
+        "image_sources": "every image comes back as E2B display data",
+    }
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sandbox_backend(cls, standin: Any) -> Iterator[E2BSandbox]:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in standin.environ.items():
+                patch.setenv(name, value)
+            patch.setenv(KEY_ENV, KEY)
+            patch.delenv("E2B_API_KEY", raising=False)
+            options = {"api_key_env": KEY_ENV, "interrupt_grace_s": 2}
+            config = SandboxConfig(backend="e2b", timeout_s=10, options=options)
+            with E2BSandbox(config) as opened:
+                yield opened
 
 
 # -- state, output, errors ------------------------------------------------------------
