@@ -35,3 +35,16 @@ def test_viewers_imported_by_the_code_itself_still_return_images():
         plotted = session.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
     assert [image.source for image in shown.images] == ["show"]
     assert [image.source for image in plotted.images] == ["figure"]
+
+
+def test_without_bubblewrap_the_backend_says_so_loudly():
+    """`sandbox.options.bubblewrap: false` stands in for a machine without bubblewrap."""
+    from codedance.sandboxes.local import UnisolatedWarning
+
+    backend = LocalSandbox(SandboxConfig(options={"bubblewrap": False}))
+    with pytest.warns(UnisolatedWarning, match="apt-get install bubblewrap"):
+        session = backend.open_session()
+    with backend, session:
+        record = session.run("print('ran')")
+    assert record.stdout == "ran\n"
+    assert record.isolation.startswith("NO ISOLATION: bubblewrap missing")
