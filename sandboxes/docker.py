@@ -51,7 +51,7 @@ from codedance.sandboxes.base import (
     SessionSpec,
 )
 from codedance.sandboxes.local import WORKER_DIR
-from codedance.sandboxes.records import died_record, request_run
+from codedance.sandboxes.records import died_record, request_restart, request_run
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message, send_message
 
 if TYPE_CHECKING:
@@ -451,13 +451,7 @@ class DockerSession(SandboxSession):
 
     def _restart_in_place(self) -> bool:
         assert self.stream is not None
-        try:
-            self.stream.send({"op": "restart"})
-            self.stream.stdout.settimeout(_READY_TIMEOUT_S)
-            header, _ = recv_message(self.stream.stdout)
-        except (ProtocolError, OSError):
-            return False
-        return header.get("op") == "ready"
+        return request_restart(self.stream.send, self.stream.stdout, _READY_TIMEOUT_S)
 
     def _discard(self) -> None:
         """Close the stream and remove the container; errors are moot by now."""

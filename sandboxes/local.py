@@ -33,7 +33,7 @@ from codedance.sandboxes.base import (
     SessionClosedError,
     SessionSpec,
 )
-from codedance.sandboxes.records import died_record, request_run
+from codedance.sandboxes.records import died_record, request_restart, request_run
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message, send_message
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ class _Zygote:
         os.chmod(self.sessions_root, 0o711)
         self.label = "bubblewrap (read-only system, no home)" if bwrap else NO_BWRAP
         # A private /tmp per session would hide an interpreter that lives under /tmp.
-        self.private_tmp = bwrap and not any(p.startswith("/tmp/") for p in _python_paths())
+        self.python_paths = _python_paths()
+        self.private_tmp = bwrap and not any(p.startswith("/tmp/") for p in self.python_paths)
         if not bwrap:
             warnings.warn(NO_BWRAP, UnisolatedWarning, stacklevel=4)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -235,7 +236,7 @@ class _Zygote:
         for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
             argv += _bind_or_link(path)
         argv += ["--tmpfs", "/tmp"]  # first: a venv may live under the host's /tmp
-        python = _python_paths()
+        python = self.python_paths
         etc = [path for path in _ETC if os.path.exists(path)]
         worker = f"{INSIDE_WORKER}/worker"
         for parent in _parents([*python, *etc, worker]):  # bwrap would make them 0700
@@ -404,14 +405,8 @@ class LocalSession(SandboxSession):
         if self.closed:
             raise SessionClosedError("restart() on a closed session; open a new one")
         if self.alive:
-            try:
-                send_message(self.sock, {"op": "restart"})
-                self.sock.settimeout(60)
-                header, _ = recv_message(self.sock)
-                if header.get("op") == "ready":
-                    return
-            except (ProtocolError, OSError):
-                pass
+            if request_restart(lambda message: send_message(self.sock, message), self.sock):
+                return
             self.sock.close()
         self._start()
 

@@ -13,7 +13,7 @@ from typing import Any
 from codedance.sandboxes.base import CapturedImage, ErrorInfo, ExecutionRecord
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message
 
-__all__ = ["died_record", "record_from_message", "request_run"]
+__all__ = ["died_record", "record_from_message", "request_restart", "request_run"]
 
 _CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
 
@@ -80,6 +80,19 @@ def request_run(
         return record_from_message(header, blobs, isolation)
     except (KeyError, TypeError, ValueError) as exc:
         return f"malformed result ({exc})"
+
+
+def request_restart(
+    send: Callable[[dict[str, Any]], None], reader: socket.socket, timeout: float = 60.0
+) -> bool:
+    """Ask the session to start over in place; False when it did not answer ``ready``."""
+    try:
+        send({"op": "restart"})
+        reader.settimeout(timeout)
+        header, _ = recv_message(reader)
+    except (ProtocolError, OSError):
+        return False
+    return header.get("op") == "ready"
 
 
 def died_record(message: str, duration: float, isolation: str) -> ExecutionRecord:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -88,16 +89,22 @@ def standin() -> Iterator[Any]:
         yield server
 
 
-@pytest.fixture
-def backend(standin: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[E2BSandbox]:
+@contextlib.contextmanager
+def _pointed_at(standin: Any, **settings: Any) -> Iterator[E2BSandbox]:
     """The backend pointed at the stand-in, its key in a variable named by the options."""
-    for name, value in standin.environ.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv(KEY_ENV, KEY)
-    monkeypatch.delenv("E2B_API_KEY", raising=False)
-    options = {"api_key_env": KEY_ENV, "interrupt_grace_s": 2}
-    config = SandboxConfig(backend="e2b", max_output_chars=1000, options=options)
-    with E2BSandbox(config) as opened:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in standin.environ.items():
+            patch.setenv(name, value)
+        patch.setenv(KEY_ENV, KEY)
+        patch.delenv("E2B_API_KEY", raising=False)
+        options = {"api_key_env": KEY_ENV, "interrupt_grace_s": 2}
+        with E2BSandbox(SandboxConfig(backend="e2b", options=options, **settings)) as opened:
+            yield opened
+
+
+@pytest.fixture
+def backend(standin: Any) -> Iterator[E2BSandbox]:
+    with _pointed_at(standin, max_output_chars=1000) as opened:
         yield opened
 
 
@@ -128,15 +135,8 @@ class TestE2BConformance(SandboxConformance):
     @pytest.fixture(scope="class")
     @classmethod
     def sandbox_backend(cls, standin: Any) -> Iterator[E2BSandbox]:
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in standin.environ.items():
-                patch.setenv(name, value)
-            patch.setenv(KEY_ENV, KEY)
-            patch.delenv("E2B_API_KEY", raising=False)
-            options = {"api_key_env": KEY_ENV, "interrupt_grace_s": 2}
-            config = SandboxConfig(backend="e2b", timeout_s=10, options=options)
-            with E2BSandbox(config) as opened:
-                yield opened
+        with _pointed_at(standin, timeout_s=10) as opened:
+            yield opened
 
 
 # -- state, output, errors ------------------------------------------------------------
