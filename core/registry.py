@@ -15,7 +15,7 @@ import inspect
 import keyword
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -93,10 +93,7 @@ class Registry:
         self._plugins: dict[str, PluginInfo] = {}
         self._problems: list[PluginError] = []
         self._collected: _Collected | None = None
-        self._trace = trace
-        if trace is not None:
-            self._pm.trace.root.setwriter(trace.write)
-            self._pm.enable_tracing()
+        self._trace = trace  # hooks are called one plugin at a time, so _say traces them
 
     # -- adding plugins ---------------------------------------------------------
 
@@ -243,9 +240,6 @@ class Registry:
     def _say(self, line: str) -> None:
         if self._trace is not None:
             self._trace.write(f"codedance trace: {line}\n")
-
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self.entries())
 
     def __repr__(self) -> str:
         return f"<Registry plugins={len(self._plugins)} problems={len(self._problems)}>"
