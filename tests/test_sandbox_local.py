@@ -48,3 +48,16 @@ def test_without_bubblewrap_the_backend_says_so_loudly():
         record = session.run("print('ran')")
     assert record.stdout == "ran\n"
     assert record.isolation.startswith("NO ISOLATION: bubblewrap missing")
+
+
+def test_a_broken_input_image_is_reported_not_silently_dropped():
+    from codedance.sandboxes.base import InputFile, SessionSpec
+
+    spec = SessionSpec(images=[InputFile("broken.png", b"not an image at all")])
+    with LocalSandbox() as backend, backend.open_session(spec) as session:
+        first = session.run("print(len(images), image)")
+        second = session.run("import os\nprint(os.path.exists('broken.png'))")
+    assert first.stdout == "0 None\n"
+    assert "input image 'broken.png' could not be opened (UnidentifiedImageError" in first.stderr
+    assert second.stderr == ""
+    assert second.stdout == "True\n"

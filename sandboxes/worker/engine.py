@@ -141,6 +141,7 @@ class Engine:
         self.blobs: list[bytes] = []
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self.namespace["display"] = self.display
+        self._notes: list[str] = []  # problems with the inputs, told in the first run
         self._preload(image_files)
         self._patch_viewers()
         self._streams = (_Capture(1), _Capture(2))
@@ -166,13 +167,19 @@ class Engine:
                 ns[f"{stem}_path"] = name
 
     def _open_image(self, name: str) -> Any:
+        """The image as PIL opens it, or None with a note the first run's stderr shows."""
         try:
             from PIL import Image
         except ImportError:
+            self._notes.append(f"input image {name!r} is not preloaded: Pillow is not installed")
             return None
         try:
             return Image.open(os.path.join(self.workdir, name))  # decoded lazily
-        except Exception:
+        except Exception as exc:
+            self._notes.append(
+                f"input image {name!r} could not be opened ({type(exc).__name__}: {exc}); "
+                f"it is left out of `images`, the file is still in the working directory"
+            )
             return None
 
     def _patch_viewers(self) -> None:
@@ -236,6 +243,9 @@ class Engine:
             with contextlib.suppress(Exception):
                 python_stream.flush()
         stdout, stderr = (self._finish(stream) for stream in self._streams)
+        if self._notes:
+            stderr = ("".join(f"[{note}]\n" for note in self._notes) + stderr[0], stderr[1])
+            self._notes = []
         header = {
             "stdout": stdout[0],
             "stderr": stderr[0],
