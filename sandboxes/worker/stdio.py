@@ -17,6 +17,7 @@ channel to the relay before it writes the inputs and serves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -121,10 +122,8 @@ def _close_all_but(keep: int) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2 and fd != keep:
-            try:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
                 os.close(fd)
-            except OSError:
-                pass  # the listing's own descriptor, already closed
 
 
 def _serve_session(
@@ -161,7 +160,7 @@ def _enter_workdir(
 ) -> None:
     """Enter the workdir and write the input files, as ``uid`` (the workdir is its, 0700)."""
     switch = uid is not None and os.geteuid() == 0 and uid != 0
-    if switch:
+    if uid is not None and switch:
         os.setegid(uid if gid is None else gid)
         os.seteuid(uid)  # a root relay keeps its real uid, so it can come back
     try:
@@ -189,4 +188,3 @@ def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
             raise PermissionError(f"could not drop to uid {uid}")
         isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable
     return [f"code as uid {uid}, relay apart as uid 0 (non-dumpable)"]
-
