@@ -44,6 +44,7 @@ def main(modules: list[str] | None = None) -> None:
     host_in, host_out = os.dup(0), os.dup(1)
     _silence_standard_streams()
     _shield()
+    _seed_matplotlib_cache()
     loaded = preload(list(PRELOAD if modules is None else modules))
     reader = FrameReader()
     relay_out = _Out(host_out)
@@ -80,6 +81,17 @@ def _silence_standard_streams() -> None:
     for fd in (0, 1):
         os.dup2(null, fd)
     os.close(null)
+
+
+def _seed_matplotlib_cache(image_cache: str = "/opt/codedance-image/matplotlib") -> None:
+    """Copy the font cache the sandbox image built into our (empty, tmpfs) MPLCONFIGDIR."""
+    target = os.environ.get("MPLCONFIGDIR")
+    if not target or not os.path.isdir(image_cache):
+        return
+    import shutil
+
+    with contextlib.suppress(OSError):
+        shutil.copytree(image_cache, target, dirs_exist_ok=True)
 
 
 def _shield() -> None:
