@@ -210,6 +210,7 @@ def ptrace():
     if libc.ptrace(16, 1, 0, 0) != 0:  # PTRACE_ATTACH
         raise OSError(ctypes.get_errno(), "ptrace")
 attempt("ptrace", ptrace)
+attempt("worker", lambda: open("/opt/codedance/worker/relay.py", "a"))
 print("uid:", os.getuid(), os.geteuid())
 """
 
@@ -222,6 +223,7 @@ def test_model_code_cannot_reach_signal_or_trace_the_relay(session):
         "sigint: Operation not permitted",
         "sigkill: Operation not permitted",
         "ptrace: Operation not permitted",
+        "worker: Permission denied",  # the relay's code is root's
         "uid: 65534 65534",
     ]
     assert session.run("print('alive')").stdout == "alive\n"
