@@ -93,7 +93,9 @@ class DockerSystem:
         return elapsed, elapsed  # the relay preloads the stack before any session
 
     def _await_full_pool(self) -> None:
-        pool = self.backend._pool
+        pool = self.backend.pool()
+        if pool is not None:
+            pool.fill()
         deadline = time.monotonic() + 60
         while pool is not None and len(pool.ready) < self.pool_size:
             if time.monotonic() > deadline:

@@ -273,15 +273,22 @@ class DockerSandbox(SandboxBackend):
     def take_container(self) -> WarmContainer:
         """A warm container: from the pool when it has one, else booted now."""
         self.image_env()  # a missing image is reported here, once, with its fix
+        pool = self.pool()
+        return self.boot() if pool is None else pool.take()
+
+    def pool(self) -> ContainerPool | None:
+        """The warm pool (None with ``pool_size: 0``); it fills from the second session on.
+
+        ``backend.pool().fill()`` starts filling at once, for a caller about to open many.
+        """
         if self.options.pool_size == 0:
-            return self.boot()
+            return None
         with self._lock:
             if self._pool is None:
                 from codedance.sandboxes.docker_pool import ContainerPool
 
                 self._pool = ContainerPool(self.boot, self.options.pool_size)
-            pool = self._pool
-        return pool.take()
+            return self._pool
 
     def boot(self) -> WarmContainer:
         """A freshly booted container; boots take turns, a few at a time (one per core).

@@ -405,12 +405,12 @@ def test_close_and_backend_close_remove_every_container(real_engine):
 def test_the_pool_hands_out_warm_containers(real_engine):
     with DockerSandbox(_config(pool_size=1)) as backend:
         backend.open_session().close()
-        assert backend._pool.ready == []  # one session (codedance exec) boots no spare
+        assert backend.pool().ready == []  # one session (codedance exec) boots no spare
         backend.open_session().close()
         deadline = time.monotonic() + 60
-        while not backend._pool.ready and time.monotonic() < deadline:
+        while not backend.pool().ready and time.monotonic() < deadline:
             time.sleep(0.1)
-        (warm,) = backend._pool.ready
+        (warm,) = backend.pool().ready
         with backend.open_session() as session:
             assert session.container is warm
             assert session.run("print(1)").stdout == "1\n"
