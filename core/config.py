@@ -139,6 +139,24 @@ class RuntimeConfig(_Section):
     image_max_pixels: int = Field(16384 * 28 * 28, gt=0, description="smart-resize upper bound")
 
 
+class GroupFilterConfig(_Section):
+    """Remedy: drop prompt groups whose rewards do not vary (DAPO, PyVision-RL)."""
+
+    enabled: bool = Field(False, description="mask zero-variance groups out of the loss")
+    metric: str = Field("score", description="score (the total) or a reward name/part")
+    min_std: float = Field(0.0, ge=0, description="a group with reward std <= this is dropped")
+
+
+class HealthConfig(_Section):
+    """Training-health signals, the tool-collapse alarm and two remedies (docs/training.md)."""
+
+    tool_rate_floor: float = Field(0.05, ge=0, le=1, description="alarm: tool-use share floor")
+    alarm_steps: int = Field(3, ge=0, description="alarm after this many low steps (0: off)")
+    mask_over_turn: bool = Field(False, description="no loss on rollouts cut by the turn cap")
+    group_filter: GroupFilterConfig = Field(default_factory=GroupFilterConfig)
+    modality_guard: bool = Field(True, description="check image tokens against grids per batch")
+
+
 class TrainingConfig(_Section):
     """RL training on verl (``codedance train``); defaults follow the CodeDance recipe."""
 
@@ -163,6 +181,7 @@ class TrainingConfig(_Section):
     experiment: str = "grpo-bat"
     output_dir: str = Field("runs/train", description="checkpoints, logs, the composed config")
     overrides: list[str] = Field(default_factory=list, description="verl hydra overrides, last")
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 class Config(_Section):
