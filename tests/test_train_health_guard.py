@@ -23,26 +23,24 @@ pytest.importorskip("verl")
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tests.test_verl_agent_loop import (  # noqa: E402, F401  (fixtures)
-    TWO_IMAGES,
-    make_worker,
-    parquet,
-    task_image,
-    tiny_path,
-)
-
 from codedance.core.config import HealthConfig  # noqa: E402
 from codedance.runtime.types import Trajectory  # noqa: E402
 from codedance.trainers.verl import health, reward  # noqa: E402
 from codedance.trainers.verl.guard import ModalityGuard, ModalityMismatchError  # noqa: E402
+from tests import test_verl_agent_loop as agent_loop_tests  # noqa: E402
 
+# The agent-loop tests' fixtures: the tiny model, the task image, its row, the worker.
+tiny_path = agent_loop_tests.tiny_path
+task_image = agent_loop_tests.task_image
+parquet = agent_loop_tests.parquet
+make_worker = agent_loop_tests.make_worker
 UID = "uid-square"
 
 
 @pytest.fixture(scope="module")
 def rolled(make_worker: Callable[..., Any]) -> tuple[Any, Any]:
     """The worker and the batch its ``generate_sequences`` made for TWO_IMAGES."""
-    worker, batch = make_worker(TWO_IMAGES)
+    worker, batch = make_worker(agent_loop_tests.TWO_IMAGES)
     batch.meta_info = {"global_steps": 1, "validate": False}
     result = asyncio.run(worker.generate_sequences(batch))
     result.non_tensor_batch["uid"] = np.array([UID], dtype=object)
