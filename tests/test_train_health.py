@@ -11,6 +11,7 @@ below. The rewards are the real composition; the advantages come from verl's own
 from __future__ import annotations
 
 import logging
+import re
 import types
 from typing import NamedTuple
 
@@ -371,3 +372,23 @@ def test_the_manager_logs_the_metrics_the_way_verls_trainer_logs_a_step(
     assert logged["tool_call_counts/mean"] == 1.0  # verl's own name for the same count
     assert logged["tool_call_counts/max"] == 3
     assert not output.batch["advantages"][4].any()  # the over-turn row, masked
+
+
+def test_every_metric_is_in_the_docs_table(composition):
+    """docs/training.md lists each name the monitor logs (patterns for per-reason/per-reward)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    table = doc.split("## Training health", 1)[1].split("### The tool-collapse alarm", 1)[0]
+    config = HealthConfig(mask_over_turn=True, group_filter=GroupFilterConfig(enabled=True))
+    rows = [r._replace(prompt_images=0, shown=0) for r in ROWS]
+    data, trajectories, cards = scored(composition, rows)
+    monitor = health.HealthMonitor(config, no_processor)
+    names = set(monitor.observe(data, trajectories, cards, {"global_steps": 1}))
+    names |= {health.PREFIX + "image_tokens/mean"}
+    assert {health.PREFIX + "remedy/kept_all", health.PREFIX + "alarm/tool_collapse"} <= names
+    for name in sorted(names):
+        short = name.removeprefix(health.PREFIX)
+        short = re.sub(r"^stop/\w+$", "stop/<reason>", short)
+        short = re.sub(r"^reward/(?!score/)[\w.]+/mean$", "reward/<name>/mean", short)
+        assert f"`{short}`" in table, f"{short} is not in docs/training.md's metric table"
