@@ -392,3 +392,37 @@ def test_every_metric_is_in_the_docs_table(composition):
         short = re.sub(r"^stop/\w+$", "stop/<reason>", short)
         short = re.sub(r"^reward/(?!score/)[\w.]+/mean$", "reward/<name>/mean", short)
         assert f"`{short}`" in table, f"{short} is not in docs/training.md's metric table"
+
+
+def test_verl_logs_the_logprob_gap_under_the_generated_configuration(composition, tmp_path):
+    """With codedance train's verl configuration, the legacy trainer's own steps compute the
+    rollout-vs-trainer gap from the rollout log-probs: kl over the tokens left in the loss."""
+    from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+    from verl.utils.debug.metrics import calculate_debug_metrics
+
+    from codedance.core.config import Config
+    from codedance.trainers.verl.config import compose, verl_overrides
+
+    settings = Config.model_validate(
+        {"training": {"model_path": "/models/policy", "train_files": ["t.parquet"]}}
+    )
+    verl_config = compose(verl_overrides(settings, tmp_path))
+    assert verl_config.actor_rollout_ref.rollout.calculate_log_probs is True
+    corr = verl_config.algorithm.get("rollout_correction", None)
+    assert corr is not None
+    assert not corr.get("bypass_mode", False)
+    data, trajectories, cards = scored(composition)
+    generated = data.batch["response_mask"].bool().clone()
+    remedies.apply_remedies(data, trajectories, cards, HealthConfig(mask_over_turn=True))
+    mask = data.batch["response_mask"].bool()
+    generator = torch.Generator().manual_seed(0)
+    rollout = -torch.rand(len(ROWS), RESPONSE, generator=generator)
+    trainer = rollout - 0.1 * torch.rand(len(ROWS), RESPONSE, generator=generator)
+    data.batch["rollout_log_probs"], data.batch["old_log_probs"] = rollout, trainer
+    _, metrics = compute_rollout_correction_and_add_to_batch(data, corr)
+    expected = float((rollout - trainer)[mask].mean())
+    assert metrics[health.VERL_GAP_METRICS[0]] == pytest.approx(expected, rel=1e-5)
+    counting_row_4 = float((rollout - trainer)[generated].mean())  # the over-turn row, masked
+    assert metrics[health.VERL_GAP_METRICS[0]] != pytest.approx(counting_row_4, rel=1e-5)
+    assert health.VERL_GAP_METRICS[1] in metrics
+    assert health.VERL_GAP_METRICS[2] in calculate_debug_metrics(data)

@@ -17,7 +17,9 @@ nothing to the token count the loss is averaged over.
   alone), so the whole group is dropped.
 
 When the remedies would drop every row of a batch they drop none (a loss over zero
-tokens is 0/0) and say so in a log line and the ``remedy/kept_all`` metric.
+tokens is 0/0) and say so in a log line and the ``remedy/kept_all`` metric. A PPO
+mini-batch made only of dropped rows still has no tokens: verl's FSDP engine skips
+that update (its gradient norm is not finite), as it does for any such update.
 """
 
 from __future__ import annotations
