@@ -110,7 +110,7 @@ def _reference_model(benchmark: Benchmark) -> ModelBackend | None:
     if examples is None:
         return None
     from codedance.core.config import ModelConfig
-    from codedance.plugins.models.replay import ReplayModel
+    from codedance.runtime.replay import ReplayModel
 
     turns = {example.task.id: list(example.reference) for example in examples()}
     return ReplayModel(ModelConfig(backend="replay", name="reference programs"), turns)

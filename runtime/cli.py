@@ -104,8 +104,8 @@ def _tasks(
 
 def _examples(out: Path) -> tuple[list[Task], Any]:
     from codedance.core.config import ModelConfig
-    from codedance.plugins.models.replay import ReplayModel, load_replay
     from codedance.runtime.examples import write_examples
+    from codedance.runtime.replay import ReplayModel, load_replay
     from codedance.runtime.tasks import load_tasks
 
     tasks_path, replay_path = write_examples(out / "examples")
