@@ -79,7 +79,8 @@ def _evaluate(app: App, **kwargs: Any) -> None:
 
     def score(trajectory: Trajectory) -> None:
         rewards(trajectory)
-        trajectory.rewards["accuracy"] = benchmark.score(trajectory)  # the official rule
+        if trajectory.failure is None:  # the framework's failures are no wrong answers
+            trajectory.rewards["accuracy"] = benchmark.score(trajectory)  # the official rule
 
     todo = [t for t in tasks if t.id not in writer.done][: kwargs["limit"] or None]
     _write_meta(out, name, kwargs["data"], runner.model.describe(), len(tasks))
@@ -123,10 +124,13 @@ def _write_meta(out: Path, name: str, data: Path, model: str, total: int) -> Non
 
 def _finish(out: Path, benchmark: Benchmark, replayed: bool) -> None:
     from codedance.evaluation.report import markdown, summarize_run, write_report
+    from codedance.runtime.failures import echo_failures
     from codedance.runtime.store import read_trajectories
 
     trajectories = read_trajectories(out)
-    scored = [(t.task, float(t.rewards.get("accuracy", 0.0))) for t in trajectories]
+    scored = [
+        (t.task, float(t.rewards.get("accuracy", 0.0))) for t in trajectories if t.failure is None
+    ]
     metrics = benchmark.metrics(scored)
     summary = summarize_run(trajectories, benchmark.name, benchmark.reported, metrics)
     files = write_report(summary, out)
@@ -140,6 +144,7 @@ def _finish(out: Path, benchmark: Benchmark, replayed: bool) -> None:
             "model's turns. Add --model openai:URL (or vllm:PATH, hf:PATH) to evaluate one.",
             fg="yellow",
         )
+    echo_failures(trajectories, out)
 
 
 def _rewrite_report(app: App, out: Path) -> None:

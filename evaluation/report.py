@@ -16,6 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codedance.runtime.failures import (
+    FailureRow,
+    failures_html,
+    failures_markdown,
+    summarize_failures,
+)
 from codedance.runtime.types import Trajectory
 
 __all__ = ["RunSummary", "compare_runs", "summarize_run", "write_report"]
@@ -68,6 +74,7 @@ class RunSummary:
     stops: dict[str, int] = field(default_factory=dict)
     reported: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    failures: list[FailureRow] = field(default_factory=list)  # errors by kind
 
     @property
     def overall(self) -> Bucket:
@@ -91,6 +98,7 @@ class RunSummary:
             "stops": self.stops,
             "reported": self.reported,
             "metrics": self.metrics,
+            "failures": [row.to_json() for row in self.failures],
         }
 
 
@@ -104,7 +112,11 @@ def summarize_run(
     model = trajectories[0].model if trajectories else ""
     summary = RunSummary(benchmark, model, {ALL: Bucket()}, reported=dict(reported or {}))
     summary.metrics = dict(metrics or {})
+    summary.failures = summarize_failures(trajectories)
     for trajectory in trajectories:
+        if trajectory.failure is not None:  # the framework's failure: no score, an error row
+            summary.stops["infrastructure"] = summary.stops.get("infrastructure", 0) + 1
+            continue
         accuracy = float(trajectory.rewards.get("accuracy", 0.0))
         summary.overall.add(trajectory, accuracy)
         category = trajectory.task.metadata.get("category")
@@ -149,6 +161,7 @@ def markdown(summary: RunSummary) -> str:
         lines += ["| model | accuracy (%) |", "|---|---:|"]
         lines += [f"| {m} | {v:.1f} |" for m, v in summary.reported.items()]
         lines += [f"| **this run** ({summary.model}) | {summary.overall.accuracy:.1f} |"]
+    lines += failures_markdown(summary.failures)
     return "\n".join(lines) + "\n"
 
 
@@ -235,6 +248,7 @@ def _html(summary: RunSummary, images: Sequence[Path]) -> str:
         rows = [[m, f"{v:.1f}"] for m, v in summary.reported.items()]
         rows.append([f"this run ({summary.model})", f"{summary.overall.accuracy:.1f}"])
         body.append(_table(["model (reported in the paper)", "accuracy (%)"], rows))
+    body.append(failures_html(summary.failures))
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
         body.append(f'<img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}">')

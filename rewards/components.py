@@ -27,10 +27,11 @@ def accuracy_of(trajectory: Trajectory, max_answer_chars: int = 1000) -> float |
     """1.0/0.0 against the task's known answer; None when the task has none.
 
     An answer of ``max_answer_chars`` or more scores 0, as in the CodeDance release
-    (a model must not win by listing every option).
+    (a model must not win by listing every option). None, too, when the framework
+    failed the trajectory (``trajectory.failure``): that is no wrong answer.
     """
     task = trajectory.task
-    if task.answer is None:
+    if task.answer is None or trajectory.failure is not None:
         return None
     answer = trajectory.answer or ""
     if not answer.strip() or len(answer) >= max_answer_chars:
@@ -55,6 +56,8 @@ class AccuracyReward(RewardComponent):
 
     def score(self, trajectory: Trajectory) -> RewardResult:
         value = accuracy_of(trajectory, int(self.params["max_answer_chars"]))
+        if trajectory.failure is not None:
+            return RewardResult(0.0, {"unscored": 1.0, "infrastructure": 1.0})
         if value is None:
             return RewardResult(0.0, {"unscored": 1.0})
         return RewardResult(value, {"correct": value})

@@ -317,7 +317,8 @@ def _card(t: Trajectory, images: ImageEmbedder, *, open_: bool) -> str:
         *(_turn(turn, images) for turn in t.turns),
     ]
     return (
-        f'<details class="traj v-{v}" data-verdict="{v}" data-search="{escape(search)}"'
+        f'<details id="t-{escape(t.task.id)}" class="traj v-{v}" data-verdict="{v}"'
+        f' data-search="{escape(search)}"'
         f'{" open" if open_ else ""}>{head}<div class="body">{"".join(body)}</div></details>'
     )
 
