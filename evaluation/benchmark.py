@@ -48,6 +48,8 @@ class Benchmark(ABC):
     source: ClassVar[str] = ""
     #: Numbers reported in the CodeDance paper's tables, to print beside ours (percent).
     reported: ClassVar[Mapping[str, float]] = {}
+    #: Which grader :meth:`score` is, in words, for the report's manifest.
+    grader: ClassVar[str] = "the benchmark's official rule (score_answer of its answer type)"
 
     def __init__(self, data: Path, options: Mapping[str, Any] | None = None) -> None:
         self.data = Path(data)
@@ -88,6 +90,10 @@ class Benchmark(ABC):
         return score_answer(
             trajectory.answer or "", task.answer, task.answer_type, options=task.options
         )
+
+    def scorer(self) -> dict[str, str]:
+        """The scorer the report names: its mode and which grader decides."""
+        return {"mode": "official", "grader": self.grader}
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
         """Benchmark-specific metrics beyond accuracy (e.g. We-Math's four dimensions).
