@@ -16,6 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codedance.evaluation.problems import DataProblem
+from codedance.evaluation.report_sections import (
+    manifest_lines,
+    problems_html,
+    problems_lines,
+    task_links_html,
+)
 from codedance.runtime.failures import (
     FailureRow,
     failures_html,
@@ -75,6 +82,12 @@ class RunSummary:
     reported: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     failures: list[FailureRow] = field(default_factory=list)  # errors by kind
+    #: How the run was made (:mod:`codedance.evaluation.manifest`); empty if unknown.
+    manifest: dict[str, Any] = field(default_factory=dict)
+    #: Rows skipped and references scored by the fallback (the "Data problems" section).
+    problems: list[DataProblem] = field(default_factory=list)
+    #: (task id, accuracy) of every trajectory, in run order.
+    results: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def overall(self) -> Bucket:
@@ -99,6 +112,9 @@ class RunSummary:
             "reported": self.reported,
             "metrics": self.metrics,
             "failures": [row.to_json() for row in self.failures],
+            "manifest": self.manifest,
+            "data_problems": [p.to_json() for p in self.problems],
+            "results": dict(self.results),
         }
 
 
@@ -126,6 +142,7 @@ def summarize_run(
         key = str(calls) if calls < 3 else "3+"
         summary.by_calls.setdefault(key, Bucket()).add(trajectory, accuracy)
         summary.stops[trajectory.stop] = summary.stops.get(trajectory.stop, 0) + 1
+        summary.results.append((trajectory.task.id, accuracy))
     summary.by_calls = dict(sorted(summary.by_calls.items()))
     return summary
 
@@ -162,6 +179,8 @@ def markdown(summary: RunSummary) -> str:
         lines += [f"| {m} | {v:.1f} |" for m, v in summary.reported.items()]
         lines += [f"| **this run** ({summary.model}) | {summary.overall.accuracy:.1f} |"]
     lines += failures_markdown(summary.failures)
+    lines += manifest_lines(summary.manifest)
+    lines += problems_lines(summary.problems)
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +271,8 @@ def _html(summary: RunSummary, images: Sequence[Path]) -> str:
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
         body.append(f'<img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}">')
+    body.append(problems_html(summary.problems))
+    body.append(task_links_html(summary.results))
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"

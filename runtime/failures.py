@@ -176,7 +176,9 @@ def fatal_message(trajectories: Sequence[Trajectory]) -> str | None:
 
 def viewer_link(task_id: str, page: str = "view.html") -> str:
     """The link to a trajectory on the run's viewer page (``codedance view`` writes it)."""
-    return f"{page}#t-{task_id}"
+    from codedance.runtime.viewer import anchor
+
+    return f"{page}#{anchor(task_id)}"
 
 
 def console_lines(rows: Sequence[FailureRow], out: str = "OUT") -> list[str]:
