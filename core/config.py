@@ -193,7 +193,10 @@ class TrainingConfig(_Section):
     model_path: str | None = Field(None, description="the policy checkpoint (local path or hub id)")
     train_files: list[str] = Field(default_factory=list, description="verl parquet (data to-verl)")
     val_files: list[str] = Field(default_factory=list)
-    rollout_engine: Literal["vllm", "sglang"] = "vllm"
+    rollout_engine: Literal["vllm", "sglang", "codedance-hf"] = "vllm"
+    device: Literal["gpu", "cpu"] = Field(
+        "gpu", description="gpu: verl's accelerators; cpu: the CPU profile (codedance-hf rollout)"
+    )
     n_rollouts: int = Field(8, gt=0, description="rollouts per prompt (the GRPO group)")
     lr: float = Field(1e-6, gt=0)
     train_batch_size: int = Field(256, gt=0, description="prompts per step")
