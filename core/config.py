@@ -31,6 +31,7 @@ from codedance.core.registry import Registry
 from codedance.core.sources import ConfigSources, Origin, format_path, load_sources
 
 __all__ = [
+    "AdmissionConfig",
     "Config",
     "ModelConfig",
     "ProtocolConfig",
@@ -50,6 +51,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AdmissionConfig(_Section):
+    """How many sessions may start, and how many may run code, at the same time.
+
+    Callers beyond a limit wait in a queue; the wait never counts against a
+    session's start timeout or a run's ``timeout_s``. ``auto`` is this machine's
+    CPU count for backends that run code here (local, docker) and no limit for
+    remote ones (e2b).
+    """
+
+    starting: int | Literal["auto"] = Field("auto", description="concurrent session starts")
+    running: int | Literal["auto"] = Field("auto", description="concurrent executions")
+
+    @field_validator("starting", "running")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"{value} must be a positive number of sessions, or auto")
+        return value
+
+
 class SandboxConfig(_Section):
     """Where and how model-written code runs."""
 
@@ -67,6 +88,12 @@ class SandboxConfig(_Section):
         default_factory=list, description="host environment variables passed by name"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific")
+    threads: int = Field(
+        1, gt=0, description="native threads per session (OpenMP, OpenBLAS, MKL, onnxruntime)"
+    )
+    admission: AdmissionConfig = Field(
+        default_factory=AdmissionConfig, description="sessions starting / running at once"
+    )
 
     @field_validator("env")
     @classmethod
@@ -134,6 +161,9 @@ class RuntimeConfig(_Section):
     max_turns: int = Field(10, gt=0, description="assistant turns per trajectory")
     max_tokens: int = Field(32768, gt=0, description="token budget per trajectory")
     concurrency: int = Field(8, gt=0, description="trajectories in flight at once")
+    infra_retries: int = Field(
+        2, ge=0, description="fresh attempts of a task the framework failed (not the model)"
+    )
     max_images: int = Field(32, gt=0, description="images kept in the model's context")
     image_min_pixels: int = Field(4 * 28 * 28, gt=0, description="smart-resize lower bound")
     image_max_pixels: int = Field(16384 * 28 * 28, gt=0, description="smart-resize upper bound")
@@ -163,7 +193,10 @@ class TrainingConfig(_Section):
     model_path: str | None = Field(None, description="the policy checkpoint (local path or hub id)")
     train_files: list[str] = Field(default_factory=list, description="verl parquet (data to-verl)")
     val_files: list[str] = Field(default_factory=list)
-    rollout_engine: Literal["vllm", "sglang"] = "vllm"
+    rollout_engine: Literal["vllm", "sglang", "codedance-hf"] = "vllm"
+    device: Literal["gpu", "cpu"] = Field(
+        "gpu", description="gpu: verl's accelerators; cpu: the CPU profile (codedance-hf rollout)"
+    )
     n_rollouts: int = Field(8, gt=0, description="rollouts per prompt (the GRPO group)")
     lr: float = Field(1e-6, gt=0)
     train_batch_size: int = Field(256, gt=0, description="prompts per step")

@@ -8,20 +8,28 @@ are written once under ``image_dir`` (tasks carry file paths). ``score`` applies
 the benchmark's official rule; the default is :func:`codedance.rewards.score_answer`
 with the task's answer type. A wrong path is a :class:`BenchmarkDataError` that
 names the files the loader expected and where to get them (``layout``, ``source``).
+
+A bad *row* never ends a run: loaders build each task through :meth:`Benchmark.row_task`,
+which skips a row whose :class:`BenchmarkDataError` it catches and records it in
+:attr:`Benchmark.problems` (a :class:`~codedance.evaluation.problems.DataProblem` with
+the place and the reason), unless ``--option strict=true`` asks for the error.
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from codedance.core.errors import ConfigError
+from codedance.evaluation.problems import DataProblem
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["Benchmark", "BenchmarkDataError", "write_image_bytes"]
+
+T = TypeVar("T")
 
 
 class BenchmarkDataError(ConfigError):
@@ -40,10 +48,33 @@ class Benchmark(ABC):
     source: ClassVar[str] = ""
     #: Numbers reported in the CodeDance paper's tables, to print beside ours (percent).
     reported: ClassVar[Mapping[str, float]] = {}
+    #: Which grader :meth:`score` is, in words, for the report's manifest.
+    grader: ClassVar[str] = "the benchmark's official rule (score_answer of its answer type)"
 
     def __init__(self, data: Path, options: Mapping[str, Any] | None = None) -> None:
         self.data = Path(data)
         self.options = dict(options or {})
+        #: Rows :meth:`tasks` skipped, with where they are and why (filled while iterating).
+        self.problems: list[DataProblem] = []
+
+    def row_task(self, where: str, build: Callable[[], T]) -> T | None:
+        """``build()``, or ``None`` after recording why the row at ``where`` is unusable.
+
+        A :class:`BenchmarkDataError` from one row (a malformed field, a missing
+        image) becomes a :class:`DataProblem` in :attr:`problems` and the row is
+        skipped; with ``--option strict=true`` it is raised instead.
+        """
+        try:
+            return build()
+        except BenchmarkDataError as error:
+            self.skip(where, error)
+            return None
+
+    def skip(self, where: str, error: BenchmarkDataError) -> None:
+        """Record that the row at ``where`` is skipped because of ``error`` (strict: raise it)."""
+        if _truthy(self.options.get("strict", False)):
+            raise error
+        self.problems.append(DataProblem(where, str(error)))
 
     @abstractmethod
     def tasks(self, image_dir: Path) -> Iterator[Task]:
@@ -59,6 +90,10 @@ class Benchmark(ABC):
         return score_answer(
             trajectory.answer or "", task.answer, task.answer_type, options=task.options
         )
+
+    def scorer(self) -> dict[str, str]:
+        """The scorer the report names: its mode and which grader decides."""
+        return {"mode": "official", "grader": self.grader}
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
         """Benchmark-specific metrics beyond accuracy (e.g. We-Math's four dimensions).
@@ -89,6 +124,10 @@ class Benchmark(ABC):
             f"benchmark {self.name!r}: {what} (looked in {str(self.data)!r}). Expected layout:\n"
             f"{self.layout}\nGet the data from {self.source} and pass its folder with --data."
         )
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes")
 
 
 def write_image_bytes(image_dir: Path, data: bytes, stem: str) -> str:

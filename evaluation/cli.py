@@ -14,6 +14,7 @@ from codedance.core.cli import App, pass_app
 
 if TYPE_CHECKING:
     from codedance.evaluation.benchmark import Benchmark
+    from codedance.evaluation.report import RunSummary
     from codedance.runtime.model import ModelBackend
     from codedance.runtime.types import Trajectory
 
@@ -60,6 +61,8 @@ def eval_command(app: App, **kwargs: Any) -> None:
 
 
 def _evaluate(app: App, **kwargs: Any) -> None:
+    from codedance.evaluation.manifest import build_manifest
+    from codedance.evaluation.problems import safe_score, write_problems
     from codedance.rewards.composition import RewardComposition
     from codedance.runtime.build import build_runner, model_config_for
     from codedance.runtime.cli import composition_scorer, solve_with_progress
@@ -70,6 +73,7 @@ def _evaluate(app: App, **kwargs: Any) -> None:
     out: Path = kwargs["out"] or Path("runs") / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     writer = RunWriter(out, resume=kwargs["resume"])
     tasks = list(benchmark.tasks(out / "inputs"))
+    write_problems(out, benchmark.problems)  # rows skipped, each with its reason
     config = app.config.model_copy(
         update={"model": model_config_for(app.config.model, kwargs["model_spec"])}
     )
@@ -79,15 +83,24 @@ def _evaluate(app: App, **kwargs: Any) -> None:
 
     def score(trajectory: Trajectory) -> None:
         rewards(trajectory)
-        trajectory.rewards["accuracy"] = benchmark.score(trajectory)  # the official rule
+        if trajectory.failure is None:  # the framework's failures are no wrong answers
+            trajectory.rewards["accuracy"] = safe_score(benchmark, trajectory)  # the official rule
 
     todo = [t for t in tasks if t.id not in writer.done][: kwargs["limit"] or None]
-    _write_meta(out, name, kwargs["data"], runner.model.describe(), len(tasks))
+    manifest = build_manifest(benchmark, config, runner.model.describe(), len(tasks))
+    _write_meta(out, name, kwargs["data"], runner.model.describe(), len(tasks), manifest)
     width = kwargs["concurrency"] or config.runtime.concurrency
     try:
         asyncio.run(solve_with_progress(runner, todo, width, writer, score))
     finally:
         writer.close()
+        if benchmark.problems:
+            click.secho(
+                f"{len(benchmark.problems)} row(s) skipped as data problems "
+                f"(listed in report.md; first: {benchmark.problems[0].where})",
+                fg="yellow",
+                err=True,
+            )
     _finish(out, benchmark, replay is not None)
 
 
@@ -110,25 +123,32 @@ def _reference_model(benchmark: Benchmark) -> ModelBackend | None:
     if examples is None:
         return None
     from codedance.core.config import ModelConfig
-    from codedance.plugins.models.replay import ReplayModel
+    from codedance.runtime.replay import ReplayModel
 
     turns = {example.task.id: list(example.reference) for example in examples()}
     return ReplayModel(ModelConfig(backend="replay", name="reference programs"), turns)
 
 
-def _write_meta(out: Path, name: str, data: Path, model: str, total: int) -> None:
+def _write_meta(
+    out: Path, name: str, data: Path, model: str, total: int, manifest: dict[str, Any]
+) -> None:
     meta = {"benchmark": name, "data": str(data), "model": model, "tasks": total}
+    meta["manifest"] = manifest
     (out / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 def _finish(out: Path, benchmark: Benchmark, replayed: bool) -> None:
     from codedance.evaluation.report import markdown, summarize_run, write_report
+    from codedance.runtime.failures import echo_failures
     from codedance.runtime.store import read_trajectories
 
     trajectories = read_trajectories(out)
-    scored = [(t.task, float(t.rewards.get("accuracy", 0.0))) for t in trajectories]
+    scored = [
+        (t.task, float(t.rewards.get("accuracy", 0.0))) for t in trajectories if t.failure is None
+    ]
     metrics = benchmark.metrics(scored)
     summary = summarize_run(trajectories, benchmark.name, benchmark.reported, metrics)
+    _add_provenance(summary, out, trajectories)
     files = write_report(summary, out)
     click.echo(markdown(summary))
     click.echo(
@@ -140,6 +160,7 @@ def _finish(out: Path, benchmark: Benchmark, replayed: bool) -> None:
             "model's turns. Add --model openai:URL (or vllm:PATH, hf:PATH) to evaluate one.",
             fg="yellow",
         )
+    echo_failures(trajectories, out)
 
 
 def _rewrite_report(app: App, out: Path) -> None:
@@ -150,9 +171,19 @@ def _rewrite_report(app: App, out: Path) -> None:
     from codedance.runtime.store import read_trajectories
 
     reported = benchmark_class.reported if benchmark_class is not None else {}
-    summary = summarize_run(read_trajectories(out), name, reported)
+    trajectories = read_trajectories(out)
+    summary = summarize_run(trajectories, name, reported)
+    _add_provenance(summary, out, trajectories)
     write_report(summary, out)
     click.echo(markdown(summary))
+
+
+def _add_provenance(summary: RunSummary, out: Path, trajectories: list[Trajectory]) -> None:
+    """The run's manifest and its data problems (loader's and scorer's) on the summary."""
+    from codedance.evaluation.problems import problems_of_run, read_problems
+
+    summary.manifest = dict(_meta(out).get("manifest") or {})
+    summary.problems = problems_of_run(read_problems(out), trajectories)
 
 
 def _compare(first: Path, second: Path) -> None:

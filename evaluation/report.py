@@ -16,6 +16,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codedance.evaluation.problems import DataProblem
+from codedance.evaluation.report_sections import (
+    manifest_lines,
+    problems_html,
+    problems_lines,
+    task_links_html,
+)
+from codedance.runtime.failures import (
+    FailureRow,
+    failures_html,
+    failures_markdown,
+    summarize_failures,
+)
 from codedance.runtime.types import Trajectory
 
 __all__ = ["RunSummary", "compare_runs", "summarize_run", "write_report"]
@@ -68,6 +81,13 @@ class RunSummary:
     stops: dict[str, int] = field(default_factory=dict)
     reported: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    failures: list[FailureRow] = field(default_factory=list)  # errors by kind
+    #: How the run was made (:mod:`codedance.evaluation.manifest`); empty if unknown.
+    manifest: dict[str, Any] = field(default_factory=dict)
+    #: Rows skipped and references scored by the fallback (the "Data problems" section).
+    problems: list[DataProblem] = field(default_factory=list)
+    #: (task id, accuracy) of every trajectory, in run order.
+    results: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def overall(self) -> Bucket:
@@ -91,6 +111,10 @@ class RunSummary:
             "stops": self.stops,
             "reported": self.reported,
             "metrics": self.metrics,
+            "failures": [row.to_json() for row in self.failures],
+            "manifest": self.manifest,
+            "data_problems": [p.to_json() for p in self.problems],
+            "results": dict(self.results),
         }
 
 
@@ -104,7 +128,11 @@ def summarize_run(
     model = trajectories[0].model if trajectories else ""
     summary = RunSummary(benchmark, model, {ALL: Bucket()}, reported=dict(reported or {}))
     summary.metrics = dict(metrics or {})
+    summary.failures = summarize_failures(trajectories)
     for trajectory in trajectories:
+        if trajectory.failure is not None:  # the framework's failure: no score, an error row
+            summary.stops["infrastructure"] = summary.stops.get("infrastructure", 0) + 1
+            continue
         accuracy = float(trajectory.rewards.get("accuracy", 0.0))
         summary.overall.add(trajectory, accuracy)
         category = trajectory.task.metadata.get("category")
@@ -114,6 +142,7 @@ def summarize_run(
         key = str(calls) if calls < 3 else "3+"
         summary.by_calls.setdefault(key, Bucket()).add(trajectory, accuracy)
         summary.stops[trajectory.stop] = summary.stops.get(trajectory.stop, 0) + 1
+        summary.results.append((trajectory.task.id, accuracy))
     summary.by_calls = dict(sorted(summary.by_calls.items()))
     return summary
 
@@ -149,6 +178,9 @@ def markdown(summary: RunSummary) -> str:
         lines += ["| model | accuracy (%) |", "|---|---:|"]
         lines += [f"| {m} | {v:.1f} |" for m, v in summary.reported.items()]
         lines += [f"| **this run** ({summary.model}) | {summary.overall.accuracy:.1f} |"]
+    lines += failures_markdown(summary.failures)
+    lines += manifest_lines(summary.manifest)
+    lines += problems_lines(summary.problems)
     return "\n".join(lines) + "\n"
 
 
@@ -235,9 +267,12 @@ def _html(summary: RunSummary, images: Sequence[Path]) -> str:
         rows = [[m, f"{v:.1f}"] for m, v in summary.reported.items()]
         rows.append([f"this run ({summary.model})", f"{summary.overall.accuracy:.1f}"])
         body.append(_table(["model (reported in the paper)", "accuracy (%)"], rows))
+    body.append(failures_html(summary.failures))
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
         body.append(f'<img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}">')
+    body.append(problems_html(summary.problems))
+    body.append(task_links_html(summary.results))
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"

@@ -87,10 +87,18 @@ class BATReward(RewardComponent):
             )
 
     def score_group(self, group: Sequence[Trajectory]) -> list[RewardResult]:
+        """Rollouts the framework failed (``failure``) count neither in the group's
+        accuracy nor as calls: they score 0 with ``infrastructure`` in their parts."""
         accuracies = [accuracy_of(t) or 0.0 for t in group]
-        mu_acc = sum(accuracies) / len(accuracies) if accuracies else 0.0
+        counted = [a for t, a in zip(group, accuracies, strict=True) if t.failure is None]
+        mu_acc = sum(counted) / len(counted) if counted else 0.0
         d = difficulty(mu_acc, float(self.params["gamma"]), float(self.params["delta"]))
-        return [self._one(t, d, mu_acc, acc) for t, acc in zip(group, accuracies, strict=True)]
+        return [
+            RewardResult(0.0, {"infrastructure": 1.0}, [0.0] * len(t.turns))
+            if t.failure is not None
+            else self._one(t, d, mu_acc, acc)
+            for t, acc in zip(group, accuracies, strict=True)
+        ]
 
     def _one(
         self, trajectory: Trajectory, d: float, mu_acc: float, accuracy: float

@@ -61,6 +61,7 @@ def run_command(
     """Solve TASKS (a JSONL file) or one --image/--question, writing trajectories to --out."""
     from codedance.rewards.composition import RewardComposition
     from codedance.runtime.build import build_runner, model_config_for
+    from codedance.runtime.failures import echo_failures
     from codedance.runtime.store import RunWriter
 
     config = app.config
@@ -77,9 +78,11 @@ def run_command(
         finished = asyncio.run(solve_with_progress(runner, todo, width, writer, scorer))
     finally:
         writer.close()
-    summary = summarize(_all(out) if resume else finished)
+    trajectories = _all(out) if resume else finished
+    summary = summarize(trajectories)
     writer.write_summary(summary)
     _report(summary, out, examples=replay is not None)
+    echo_failures(trajectories, out)
 
 
 def _tasks(
@@ -104,8 +107,8 @@ def _tasks(
 
 def _examples(out: Path) -> tuple[list[Task], Any]:
     from codedance.core.config import ModelConfig
-    from codedance.plugins.models.replay import ReplayModel, load_replay
     from codedance.runtime.examples import write_examples
+    from codedance.runtime.replay import ReplayModel, load_replay
     from codedance.runtime.tasks import load_tasks
 
     tasks_path, replay_path = write_examples(out / "examples")
@@ -213,8 +216,16 @@ def summarize(trajectories: list[Trajectory]) -> dict[str, Any]:
         if n
         else None,
         "stop_reasons": stops,
+        "errors": _errors(trajectories),
         "mean_duration_s": round(sum(t.duration_s for t in trajectories) / n, 4) if n else 0.0,
     }
+
+
+def _errors(trajectories: list[Trajectory]) -> dict[str, int]:
+    """Failures by kind (framework kinds, then ``code:<error type>``), as counts."""
+    from codedance.runtime.failures import summarize_failures
+
+    return {row.kind: row.count for row in summarize_failures(trajectories)}
 
 
 def _report(summary: dict[str, Any], out: Path, examples: bool) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "RunRecords",
     "RunStats",
     "ViewError",
+    "anchor",
     "default_output",
     "load_run",
     "render_html",
@@ -317,9 +318,15 @@ def _card(t: Trajectory, images: ImageEmbedder, *, open_: bool) -> str:
         *(_turn(turn, images) for turn in t.turns),
     ]
     return (
-        f'<details class="traj v-{v}" data-verdict="{v}" data-search="{escape(search)}"'
+        f'<details class="traj v-{v}" id="{anchor(t.task.id)}" data-verdict="{v}"'
+        f' data-search="{escape(search)}"'
         f'{" open" if open_ else ""}>{head}<div class="body">{"".join(body)}</div></details>'
     )
+
+
+def anchor(task_id: str) -> str:
+    """The HTML id of a task's card, so reports can link to ``view.html#<anchor>``."""
+    return "task-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)
 
 
 def _facts(t: Trajectory) -> list[tuple[str, str]]:

@@ -23,6 +23,8 @@ def register_sandboxes(register: Register) -> None:
 @hookimpl
 def register_commands(register: Register) -> None:
     from codedance.sandboxes.cli import bench_group, exec_command
+    from codedance.sandboxes.docker_cli import sandbox_group
 
     register(exec_command)
     register(bench_group)
+    register(sandbox_group)

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     "images",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Input image, preloaded as `image`/`images` (repeatable).",
+    help=(
+        "Input image (repeatable), preloaded as in a model's session: `input_image` "
+        "(then `input_image_2`, ...), also `image`/`images`; the file keeps its own name too."
+    ),
 )
 @click.option(
     "--out",
@@ -56,7 +59,8 @@ def exec_command(
     name = backend or settings.backend
     backend_class: type[SandboxBackend] = app.registry.get("sandbox", name)
     spec = SessionSpec(
-        images=[InputFile(p.name, p.read_bytes()) for p in images],
+        images=[InputFile(name, p.read_bytes()) for name, p in _session_names(images)],
+        files=[InputFile(p.name, p.read_bytes()) for p in images],
         on_error=settings.on_error,
         tools=None if no_tools else _tool_bundle(app),
     )
@@ -68,6 +72,16 @@ def exec_command(
         click.echo(json.dumps(record.to_json(paths)))
     else:
         _print_human(record, paths)
+
+
+def _session_names(images: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """``input_image.png``, ``input_image_2.jpg``, ...: the names a model's session gives images.
+
+    So code tried here with ``exec`` runs unchanged in ``codedance run`` (prompts name
+    ``input_image``); ``image``/``images`` are bound in both.
+    """
+    stems = (f"input_image_{i + 1}" if i else "input_image" for i in range(len(images)))
+    return [(stem + (p.suffix.lower() or ".png"), p) for stem, p in zip(stems, images, strict=True)]
 
 
 def _tool_bundle(app: App) -> ToolBundle | None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from codedance.core.errors import ConfigError
 
-__all__ = ["DockerOptions", "parse_options"]
+__all__ = ["DEFAULT_IMAGE", "DockerOptions", "parse_options"]
+
+#: What ``codedance sandbox build-image`` tags by default.
+DEFAULT_IMAGE = "codedance-sandbox:latest"
+_USER = re.compile(r"^([0-9]+)(?::([0-9]+))?$")
 
 
 class DockerOptions(BaseModel):
@@ -17,13 +22,30 @@ class DockerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: str = Field("python:3.11-slim", min_length=1, description="image to run")
+    image: str = Field(DEFAULT_IMAGE, min_length=1, description="image to run")
     python: str = Field("python3", min_length=1, description="the image's interpreter")
     base_url: str | None = Field(None, description="engine URL; default: DOCKER_HOST")
-    cpus: float | None = Field(None, gt=0, description="CPUs per container (nano_cpus)")
+    cpus: float | None = Field(1.0, gt=0, description="CPUs per container; null: no quota")
     pull: bool = Field(False, description="pull the image when the engine lacks it")
-    user: str | None = Field("65534:65534", description="uid[:gid]; None: the image's")
+    user: str = Field("65534:65534", description="numeric uid[:gid] that model code runs as")
     preload: list[str] | None = Field(None, description="modules imported before ready")
+    pool_size: int = Field(2, ge=0, le=64, description="containers kept booted and warm")
+
+    @field_validator("user")
+    @classmethod
+    def _numeric_non_root(cls, user: str) -> str:
+        match = _USER.match(user)
+        if match is None or int(match.group(1)) == 0:
+            raise ValueError(
+                "must be a numeric uid[:gid] other than 0 (model code never runs as root; "
+                "the container's relay is root), for example '65534:65534'"
+            )
+        return user
+
+    def ids(self) -> tuple[int, int]:
+        """(uid, gid) of model code; gid defaults to uid."""
+        uid, _, gid = self.user.partition(":")
+        return int(uid), int(gid or uid)
 
 
 def parse_options(options: Mapping[str, Any]) -> DockerOptions:

@@ -95,11 +95,23 @@ def request_restart(
     return header.get("op") == "ready"
 
 
-def died_record(message: str, duration: float, isolation: str) -> ExecutionRecord:
-    """The record of a run whose session stopped answering."""
+def died_record(
+    message: str, duration: float, isolation: str, *, infrastructure: bool | None = None
+) -> ExecutionRecord:
+    """The record of a run whose session stopped answering.
+
+    ``infrastructure`` says the framework lost the session, not the code: by default,
+    when its channel closed (the worker was killed from outside; a crash of the code
+    itself is reported by the session's init as ``ProcessDied``). A channel that only
+    went silent past the backstop may be code that defeated its own time limit, so it
+    stays the code's failure: excusing it would reward the model for hanging.
+    """
+    if infrastructure is None:
+        infrastructure = "TimeoutError" not in message and "timed out" not in message
     return ExecutionRecord(
         error=ErrorInfo("SessionDied", message, ""),
         duration_s=duration,
         session_died=True,
         isolation=isolation,
+        infrastructure=infrastructure,
     )

@@ -16,11 +16,13 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -169,9 +171,7 @@ def _distributions() -> Mapping[str, list[str]]:
 def _shipped(name: str) -> ShippedModule:
     module = sys.modules.get(name)
     spec = module.__spec__ if isinstance(module, ModuleType) else importlib.util.find_spec(name)
-    source = None
-    if spec is not None and spec.loader is not None and hasattr(spec.loader, "get_source"):
-        source = spec.loader.get_source(name)
+    source = None if spec is None else _source(name, spec)
     if spec is None or source is None:
         raise ToolShippingError(
             f"module {name!r} has no Python source to ship into the sandbox (a compiled or "
@@ -180,6 +180,21 @@ def _shipped(name: str) -> ShippedModule:
     package = spec.submodule_search_locations is not None
     path = name.replace(".", "/") + ("/__init__.py" if package else ".py")
     return ShippedModule(name, source, package, f"<codedance-tools>/{path}")
+
+
+def _source(name: str, spec: importlib.machinery.ModuleSpec) -> str | None:
+    """The module's source, from its loader or, failing that, its ``.py`` file.
+
+    Loaders without ``get_source`` exist: pytest's assertion rewriter loads every
+    module of an installed pytest plugin's distribution (codedance is one), and
+    tests of tools must still ship them.
+    """
+    if spec.loader is not None and hasattr(spec.loader, "get_source"):
+        return spec.loader.get_source(name)  # type: ignore[no-any-return]
+    origin = spec.origin or ""
+    if origin.endswith(".py") and Path(origin).is_file():
+        return Path(origin).read_text(encoding="utf-8")
+    return None
 
 
 def _imports(module: ShippedModule) -> Iterator[tuple[str, str | None]]:

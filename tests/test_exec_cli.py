@@ -29,7 +29,7 @@ def _exec(*args: str, stdin: str | None = None, cwd: Path) -> subprocess.Complet
 def test_json_record_has_the_documented_keys_and_saved_images(tmp_path):
     image = tmp_path / "photo.png"
     PIL.new("RGB", (30, 20), "blue").save(image)
-    code = "print(photo.size)\nimage.crop((0, 0, 10, 10))"
+    code = "print(input_image.size, open('photo.png', 'rb').read(4))\nimage.crop((0, 0, 10, 10))"
     result = _exec(
         "--json",
         "--image",
@@ -55,7 +55,7 @@ def test_json_record_has_the_documented_keys_and_saved_images(tmp_path):
         "isolation",
     ):
         assert key in record
-    assert record["stdout"] == "(30, 20)\n"
+    assert record["stdout"] == "(30, 20) b'\\x89PNG'\n"  # a model's name, and the file's own
     (saved,) = record["images"]
     assert PIL.open(saved).size == (10, 10)
 

@@ -43,12 +43,15 @@ def image_task(tmp_path: Path) -> Task:
     )
 
 
-def solve(sandbox: SandboxBackend, task: Task, turns, **limits) -> Trajectory:
+def solve(
+    sandbox: SandboxBackend, task: Task, turns, infra_retries: int = 0, **limits
+) -> Trajectory:
     runner = Runner(
         model=ScriptedModel(turns),
         protocol=CodeDanceProtocol(),
         sandbox=sandbox,
         limits=Limits(**limits),
+        infra_retries=infra_retries,
     )
     return asyncio.run(runner.solve(task))
 
@@ -123,7 +126,8 @@ def test_no_session_is_opened_for_a_direct_answer(image_task):
     backend = RefusingSandbox(SandboxConfig())
     assert solve(backend, image_task, ["<answer>2</answer>"]).stop == "answer"
     failed = solve(backend, image_task, [code("print(1)")])
-    assert (failed.stop, failed.error) == ("error", "OSError: no sandbox here")
+    assert (failed.stop, failed.failure) == ("error", "sandbox_start")
+    assert failed.error == "the sandbox session did not start: OSError: no sandbox here"
 
 
 def test_unreadable_image_ends_the_trajectory_with_the_reason(sandbox, tmp_path):

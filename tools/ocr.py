@@ -9,6 +9,7 @@ The engine is built once per process and reused.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import numpy as np
@@ -112,8 +113,22 @@ def _engine() -> Any:
     except ImportError as error:
         raise ModuleNotFoundError(_INSTALL_HINT, name="rapidocr_onnxruntime") from error
     if _engine_instance is None:
-        _engine_instance = rapidocr.RapidOCR()
+        _engine_instance = rapidocr.RapidOCR(**_thread_options())
     return _engine_instance
+
+
+def _thread_options() -> dict[str, int]:
+    """onnxruntime's thread pools sized by ``OMP_NUM_THREADS`` (codedance's sandboxes set it).
+
+    onnxruntime ignores that variable and would start a spinning thread per core in
+    every session: on a small machine running many sessions, the OCR calls then
+    starve each other past their time limit.
+    """
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return {}
+    return {"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads > 0 else {}
 
 
 def _recognise(region: np.ndarray, min_confidence: float) -> list[dict[str, Any]]:

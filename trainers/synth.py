@@ -291,8 +291,8 @@ def synth_runner(config: Config, registry: Registry, candidates: Sequence[Candid
     """The runner ``codedance run`` would build, with the ``codedance`` protocol and a
     replay model playing each candidate's reference turns."""
     from codedance.core.config import ModelConfig, ProtocolConfig
-    from codedance.plugins.models.replay import ReplayModel
     from codedance.runtime.build import build_runner
+    from codedance.runtime.replay import ReplayModel
 
     if config.protocol.name != "codedance":
         config = config.model_copy(update={"protocol": ProtocolConfig(name="codedance")})

@@ -27,10 +27,19 @@ __all__ = ["train_command"]
 @click.command("train")
 @click.option("--ray-address", help="An existing Ray cluster (ray://host:10001 or auto).")
 @click.option("--dry-run", is_flag=True, help="Compose and validate, print, do not train.")
+@click.option(
+    "--device",
+    type=click.Choice(["gpu", "cpu"]),
+    help="Where verl runs (training.device); cpu: the CPU profile, see docs/training-cpu.md.",
+)
 @click.argument("verl_overrides", nargs=-1, metavar="[VERL_OVERRIDE]...")
 @pass_app
 def train_command(
-    app: App, ray_address: str | None, dry_run: bool, verl_overrides: tuple[str, ...]
+    app: App,
+    ray_address: str | None,
+    dry_run: bool,
+    device: str | None,
+    verl_overrides: tuple[str, ...],
 ) -> None:
     """RL-train the policy on verl with codedance's protocol, sandbox, tools and rewards.
 
@@ -42,6 +51,8 @@ def train_command(
 
     version = check_versions()
     config = app.config
+    if device is not None:
+        config.training.device = device  # type: ignore[assignment]
     workdir = Path(config.training.output_dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = _write_codedance_config(config, workdir)
@@ -54,7 +65,7 @@ def train_command(
     click.echo(f"Composed config: {workdir / 'verl_config.yaml'}")
     if dry_run:
         return
-    sys.exit(_launch(overrides, config_file, ray_address))
+    sys.exit(_launch(overrides, config_file, ray_address, config.training.device))
 
 
 def _write_codedance_config(config: Config, workdir: Path) -> Path:
@@ -92,8 +103,12 @@ def _write_verl_config(composed: Any, workdir: Path) -> None:
     (workdir / "verl_config.yaml").write_text(OmegaConf.to_yaml(composed), encoding="utf-8")
 
 
-def _launch(overrides: list[str], config_file: Path, ray_address: str | None) -> int:
+def _launch(overrides: list[str], config_file: Path, ray_address: str | None, device: str) -> int:
+    from codedance.trainers.verl.config import cpu_environment
+
     env = {**os.environ, "CODEDANCE_CONFIG": str(config_file)}
+    if device == "cpu":
+        env.update(cpu_environment())
     if ray_address:
         env["RAY_ADDRESS"] = ray_address
     command = [sys.executable, "-m", "verl.trainer.main_ppo", *overrides]

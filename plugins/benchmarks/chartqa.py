@@ -23,6 +23,7 @@ Task ids are ``<category>-<n>``, ``n`` counting rows of that category in file or
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -84,7 +85,10 @@ class ChartQABenchmark(Benchmark):
         counters = dict.fromkeys(CATEGORIES, 0)
         for path in files:
             for index, row in enumerate(iter_parquet_rows(path, self.name)):
-                yield self._parquet_task(row, path, index, counters, image_dir)
+                build = partial(self._parquet_task, row, path, index, counters, image_dir)
+                task = self.row_task(f"{path.name} row {index}", build)
+                if task is not None:
+                    yield task
 
     # -- GitHub json ---------------------------------------------------------------
 
@@ -103,7 +107,10 @@ class ChartQABenchmark(Benchmark):
             if not path.is_file():
                 raise self.missing(f"{path.name} not found next to {self.split}_human.json")
             for index, row in enumerate(_json_list(path)):
-                yield self._json_task(row, path, index, category)
+                build = partial(self._json_task, row, path, index, category)
+                task = self.row_task(f"{path.name} item {index}", build)
+                if task is not None:
+                    yield task
 
     def _json_task(self, row: Any, path: Path, index: int, category: str) -> Task:
         fields = _fields(row, ("imgname", "query", "label"), path, index)

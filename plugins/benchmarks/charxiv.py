@@ -39,6 +39,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,6 +60,7 @@ REASONING_CATEGORIES = {
     4: "Number-in-General",
 }
 _META = {"subject": "category", "year": "year"}  # task metadata <- image_metadata fields
+_Build = Callable[[Mapping[str, Any], Path, str], list[Task]]  # one figure's entry -> its tasks
 _REASONING_RULES = {1: "terms", 2: "phrase", 3: "number", 4: "number"}
 _REASONING_INSTRUCTIONS = {
     1: (
@@ -234,13 +236,21 @@ class CharXivBenchmark(Benchmark):
         meta = {} if meta_path is None else _load_json(meta_path)
         build = _reasoning_tasks if subset == "reasoning" else _descriptive_tasks
         for key, entry in entries.items():
-            figure = self._image(_figure_id(entry, path, key))
-            for task in build(entry, path, key):
-                task.images = [figure]
+            where = f"{path.name} {key!r}"
+            built = self.row_task(where, partial(self._figure, build, entry, path, key))
+            for task in built or []:
                 figure_meta = meta.get(key)
                 if isinstance(figure_meta, dict):
                     task.metadata |= {k: figure_meta.get(v) for k, v in _META.items()}
                 yield task
+
+    def _figure(self, build: _Build, entry: Any, path: Path, key: str) -> list[Task]:
+        """The tasks of one figure, its image found (or a BenchmarkDataError)."""
+        figure = self._image(_figure_id(entry, path, key))
+        tasks = build(entry, path, key)
+        for task in tasks:
+            task.images = [figure]
+        return tasks
 
     def score(self, trajectory: Trajectory) -> float:
         """The rubric of the task's answer kind applied by rule (see the module docstring)."""

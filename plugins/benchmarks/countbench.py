@@ -16,6 +16,7 @@ field; rows keep the published order).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,7 +56,10 @@ class CountBenchBenchmark(Benchmark):
         index = 0
         for path in files:
             for row_number, row in enumerate(iter_parquet_rows(path, self.name)):
-                yield _task(row, path, row_number, index, image_dir)
+                build = partial(_task, row, path, row_number, index, image_dir)
+                task = self.row_task(f"{path.name} row {row_number}", build)
+                if task is not None:
+                    yield task
                 index += 1
 
     def _files(self) -> list[Path]:

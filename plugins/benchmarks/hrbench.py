@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,18 +56,28 @@ class _HRBench(Benchmark):
         tasks: dict[str, Task] = {}
         references: list[tuple[Task, str, str]] = []  # task, index it names, where
         for row, where, path in self._rows():
-            task = self._task(row, where)
+            task = self.row_task(where, partial(self._task, row, where))
+            if task is None:
+                continue
             if task.id in tasks:
-                raise self.missing(f"{where}: index {task.id!r} occurs twice")
-            tasks[task.id] = task
+                self.skip(where, self.missing(f"{where}: index {task.id!r} occurs twice"))
+                continue
             cell = row.get("image")
             if isinstance(cell, str) and 0 < len(cell.strip()) <= _REFERENCE_MAX_CHARS:
                 references.append((task, cell.strip(), where))
             else:
-                task.images = [self._write_image(cell, where, path, image_dir)]
+                write = partial(self._write_image, cell, where, path, image_dir)
+                image = self.row_task(where, write)
+                if image is None:
+                    continue
+                task.images = [image]
+            tasks[task.id] = task
         for task, index, where in references:
             if index not in tasks or not tasks[index].images:
-                raise self.missing(f"{where}: 'image' names index {index!r}, which holds no image")
+                problem = f"{where}: 'image' names index {index!r}, which holds no image"
+                self.skip(where, self.missing(problem))
+                del tasks[task.id]
+                continue
             task.images = list(tasks[index].images)
         yield from tasks.values()
 

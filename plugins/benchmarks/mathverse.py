@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -99,7 +100,10 @@ class MathVerse(Benchmark):
         for stem in _stems(versions):
             for where, row, base in self._rows(stem):
                 if row.get("problem_version") in versions:
-                    yield self._task(row, where, base, prompt, image_dir)
+                    build = partial(self._task, row, where, base, prompt, image_dir)
+                    task = self.row_task(where, build)
+                    if task is not None:
+                        yield task
 
     def _versions(self) -> set[str]:
         wanted = self.options.get("versions", ["Vision Only"])

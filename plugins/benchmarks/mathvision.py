@@ -28,6 +28,7 @@ Option ``split``: ``testmini`` (default, 304 problems) or ``test`` (3,040).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from string import ascii_uppercase
 from typing import Any, ClassVar
@@ -74,7 +75,9 @@ class MathVision(Benchmark):
     def tasks(self, image_dir: Path) -> Iterator[Task]:
         split = str(self.options.get("split", "testmini"))
         for where, row, bases in self._rows(split):
-            yield self._task(row, where, bases, image_dir)
+            task = self.row_task(where, partial(self._task, row, where, bases, image_dir))
+            if task is not None:
+                yield task
 
     def _rows(self, split: str) -> Iterator[_Row]:
         root = self.data if self.data.is_dir() else self.data.parent

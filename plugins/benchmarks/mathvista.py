@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -107,7 +108,9 @@ class MathVista(Benchmark):
         root = self.data if self.data.is_dir() else self.data.parent
         rows = _parquet_rows(files, root, self.name) if files else self._json_rows(split)
         for where, row, base in rows:
-            yield self._task(row, where, base, image_dir)
+            task = self.row_task(where, partial(self._task, row, where, base, image_dir))
+            if task is not None:
+                yield task
 
     def score(self, trajectory: Trajectory) -> float:
         """1.0 when the normalised extraction equals the official answer text."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,13 +83,14 @@ class VStarBench(Benchmark):
 
     def tasks(self, image_dir: Path) -> Iterator[Task]:
         seen: set[str] = set()
-        for task in self._read(image_dir):
+        for where, task in self._read(image_dir):
             if task.id in seen:
-                raise self.missing(f"question_id {task.id!r} occurs twice")
+                self.skip(where, self.missing(f"{where}: question_id {task.id!r} occurs twice"))
+                continue
             seen.add(task.id)
             yield task
 
-    def _read(self, image_dir: Path) -> Iterator[Task]:
+    def _read(self, image_dir: Path) -> Iterator[tuple[str, Task]]:
         jsonl = self.data if self.data.suffix == ".jsonl" else self.data / QUESTIONS_FILE
         if jsonl.is_file():
             yield from self._from_jsonl(jsonl)
@@ -99,24 +101,37 @@ class VStarBench(Benchmark):
         for path in parquets:
             yield from self._from_parquet(path, image_dir)
 
-    def _from_jsonl(self, path: Path) -> Iterator[Task]:
+    def _from_jsonl(self, path: Path) -> Iterator[tuple[str, Task]]:
         for where, row in jsonl_rows(path, self._bad_line, invalid="not JSON"):
-            image = path.parent / str(self._field(row, "image", where))
-            if not image.is_file():
-                raise self.missing(f"{where}: image {str(image)!r} does not exist")
-            yield self._task(row, str(image), where)
+            task = self.row_task(where, partial(self._jsonl_task, row, path, where))
+            if task is not None:
+                yield where, task
+
+    def _jsonl_task(self, row: Mapping[str, Any], path: Path, where: str) -> Task:
+        image = path.parent / str(self._field(row, "image", where))
+        if not image.is_file():
+            raise self.missing(f"{where}: image {str(image)!r} does not exist")
+        return self._task(row, str(image), where)
 
     def _bad_line(self, where: str, problem: str) -> BenchmarkDataError:
         return self.missing(f"{where} is {problem}")
 
-    def _from_parquet(self, path: Path, image_dir: Path) -> Iterator[Task]:
+    def _from_parquet(self, path: Path, image_dir: Path) -> Iterator[tuple[str, Task]]:
         for number, row in enumerate(iter_parquet_rows(path, self.name)):
             where = f"{path.name} row {number}"
-            stem = f"vstar-{row.get('question_id', number)}"
-            image = write_image(self._field(row, "image", where), path.parent, image_dir, stem)
-            if image is None:
-                raise self.missing(f"{where}: 'image' holds no image bytes")
-            yield self._task(row, image, where)
+            build = partial(self._parquet_task, row, path, number, where, image_dir)
+            task = self.row_task(where, build)
+            if task is not None:
+                yield where, task
+
+    def _parquet_task(
+        self, row: Mapping[str, Any], path: Path, number: int, where: str, image_dir: Path
+    ) -> Task:
+        stem = f"vstar-{row.get('question_id', number)}"
+        image = write_image(self._field(row, "image", where), path.parent, image_dir, stem)
+        if image is None:
+            raise self.missing(f"{where}: 'image' holds no image bytes")
+        return self._task(row, image, where)
 
     def _task(self, row: Mapping[str, Any], image: str, where: str) -> Task:
         """One row (jsonl line or parquet row) as a Task; ``image`` is its file."""

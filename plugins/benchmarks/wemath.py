@@ -34,6 +34,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from string import ascii_uppercase
 from typing import Any, ClassVar
@@ -86,7 +87,9 @@ class WeMath(Benchmark):
         root = self.data if self.data.is_dir() else self.data.parent
         areas = _areas(root / "knowledge_structure_nodes.json")
         for where, row, base in self._rows(root):
-            yield self._task(row, where, base, areas, image_dir)
+            task = self.row_task(where, partial(self._task, row, where, base, areas, image_dir))
+            if task is not None:
+                yield task
 
     def score(self, trajectory: Trajectory) -> float:
         """1.0 when the official rule reads the answer letter from the extracted answer."""

@@ -1,46 +1,77 @@
 """One session served over stdin/stdout, for backends that attach to a process (Docker).
 
-Run as ``python -I -c "import sys; sys.path.insert(0, DIR); from worker.stdio import
-main; main()"`` inside the container. The first message on stdin is
-``{"op": "spawn", "spec": {...}}`` (the same spec the local zygote receives);
-after that the stream carries exactly the local backend's protocol: a ``ready``
-message, then ``run``/``restart``/``close`` requests and ``result`` replies.
+The container's command writes the worker's files and calls :func:`main` with
+the modules to preload. The stream then carries, from the host:
 
-This process stays the container's PID 1 and only relays bytes; the session's
-init runs as its child (a subreaper, so orphans are still reaped) and its hard
-timeout kill spares PID 1, so the channel to the host survives.
+1. ``{"op": "spawn", "spec": {...}, "inputs": [names]}`` with the input files as
+   blobs, after this process has said ``{"op": "warm", "preloaded": [...]}``
+   (a warm pool keeps containers waiting at this point);
+2. then exactly the local backend's protocol (``ready``; ``run``/``restart``/
+   ``close`` requests and ``result`` replies), each reply stamped with its
+   request's ``seq`` by the relay (:mod:`worker.relay`).
+
+This process stays the container's PID 1 and never runs model code: the session
+is a child that drops to ``spec["uid"]`` and closes every descriptor but its own
+channel to the relay before it writes the inputs and serves.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import socket
-import sys
-import threading
 from typing import Any
 
 from . import isolation
 from .protocol import ProtocolError, send_message
+from .relay import FrameReader, Relay
 from .session import init_main
 from .zygote import PRELOAD, preload
 
+#: Signals model code might aim at PID 1; the relay ignores them (root, so it can't anyway).
+_SHIELDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 
-def main() -> None:
-    inbound, outbound = os.dup(0), os.dup(1)
+
+def main(modules: list[str] | None = None) -> None:
+    host_in, host_out = os.dup(0), os.dup(1)
     _silence_standard_streams()
-    spec = _read_spawn(inbound)
-    loaded = preload(list(spec.get("preload", PRELOAD)))
-    ours, theirs = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        os.close(inbound)
-        os.close(outbound)
-        _serve_session(theirs, spec, loaded)
-    theirs.close()
-    _relay(inbound, outbound, ours)
-    os.waitpid(pid, 0)
+    _shield()
+    loaded = preload(list(PRELOAD if modules is None else modules))
+    reader = FrameReader()
+    relay_out = _Out(host_out)
+    send_message(relay_out, {"op": "warm", "preloaded": loaded})  # type: ignore[arg-type]
+    header, blobs = _first_frame(host_in, reader)
+    if header.get("op") != "spawn":
+        raise ProtocolError(f"expected a spawn request, got {header.get('op')!r}")
+    spec: dict[str, Any] = header["spec"]
+    inputs = list(zip([str(n) for n in header.get("inputs", [])], blobs, strict=True))
+
+    def start() -> tuple[int, socket.socket]:
+        return _fork_session(spec, inputs, loaded)
+
+    relay = Relay(host_in, host_out, spec, start)
+    relay.host_reader = reader
+    relay.launch(announce=True)
+    relay.serve()
+
+
+class _Out:
+    """send_message's ``sendall`` over a file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
 
 
 def _silence_standard_streams() -> None:
@@ -50,64 +81,86 @@ def _silence_standard_streams() -> None:
     os.close(null)
 
 
-def _read_spawn(fd: int) -> dict[str, Any]:
-    """The first message: a length-prefixed JSON ``spawn`` request."""
-    header = _read_exact(fd, 4)
-    request = json.loads(_read_exact(fd, int.from_bytes(header, "big")))
-    if request.get("op") != "spawn":
-        raise ProtocolError(f"expected a spawn request, got {request.get('op')!r}")
-    spec: dict[str, Any] = request["spec"]
-    return spec
+def _shield() -> None:
+    """Non-dumpable (no /proc/1/fd, no ptrace), and deaf to the usual signals."""
+    isolation.prctl(isolation.PR_SET_DUMPABLE, 0)
+    for sig in _SHIELDED:
+        signal.signal(sig, signal.SIG_IGN)
 
 
-def _read_exact(fd: int, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
+def _first_frame(fd: int, reader: FrameReader) -> tuple[dict[str, Any], list[bytes]]:
+    while True:
+        chunk = os.read(fd, 1 << 16)
         if not chunk:
             raise ProtocolError("the host closed the stream before the spawn request")
-        data += chunk
-    return data
+        frames = reader.feed(chunk)
+        if frames:
+            return frames[0]
 
 
-def _serve_session(channel: socket.socket, spec: dict[str, Any], loaded: list[str]) -> None:
+def _fork_session(
+    spec: dict[str, Any], inputs: list[tuple[str, bytes]], loaded: list[str]
+) -> tuple[int, socket.socket]:
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            _close_all_but(theirs.fileno())
+            _serve_session(theirs, spec, inputs, loaded)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return pid, ours
+
+
+def _close_all_but(keep: int) -> None:
+    """Drop every inherited descriptor (the host's stream above all); 0-2 go to /dev/null."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 2)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own descriptor, already closed
+
+
+def _serve_session(
+    channel: socket.socket, spec: dict[str, Any], inputs: list[tuple[str, bytes]], loaded: list[str]
+) -> None:
     try:
+        for sig in _SHIELDED:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        label = [*spec.get("base_isolation", []), f"preloaded {len(loaded)} modules"]
+        label += _drop_privileges(spec.get("uid"), spec.get("gid"))
         isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
         os.makedirs(spec["workdir"], exist_ok=True)
         os.chdir(spec["workdir"])
+        for name, data in inputs:
+            with open(os.path.basename(name), "wb") as handle:
+                handle.write(data)
         os.environ.clear()
         os.environ.update(spec.get("env", {}))
         isolation.set_limits(spec.get("session_limits", {}))
-        label = ", ".join([*spec.get("base_isolation", []), f"preloaded {len(loaded)} modules"])
-        init_main(channel, spec, label)
+        init_main(channel, spec, ", ".join(label))
     except BaseException as exc:
         send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
-    finally:
-        os._exit(0)
 
 
-def _relay(inbound: int, outbound: int, channel: socket.socket) -> None:
-    """Copy host->session and session->host until either side closes."""
+def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
+    """Become ``uid``:``gid`` with no capabilities; the relay keeps its root uid."""
+    if uid is None:
+        return []
+    gid = uid if gid is None else gid
+    if os.getuid() != uid:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)  # from root to another uid: every capability is gone
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise PermissionError(f"could not drop to uid {uid}")
+        isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable
+    return [f"code as uid {uid}, relay apart as uid 0 (non-dumpable)"]
 
-    def pump_in() -> None:
-        while chunk := _safe_read(inbound):
-            channel.sendall(chunk)
-        channel.shutdown(socket.SHUT_WR)
-
-    threading.Thread(target=pump_in, daemon=True).start()
-    while chunk := channel.recv(1 << 16):
-        _write_all(outbound, chunk)
-    sys.stderr.flush()
-
-
-def _safe_read(fd: int) -> bytes:
-    try:
-        return os.read(fd, 1 << 16)
-    except OSError:
-        return b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

@@ -1,0 +1,339 @@
+"""The container's PID 1: relays frames between the host and one session, and checks them.
+
+The relay is the only process that holds the host's stream (the container's
+stdin and stdout). It runs as root with no capability but SETUID, SETGID and
+KILL, marks itself non-dumpable, and starts the session in a child that drops to
+the sandbox uid first, so model code can neither open ``/proc/1/fd``, nor
+``ptrace`` it, nor signal it.
+
+Model code shares its process with the session's holder, so it can always write
+to the holder's channel. The relay therefore trusts no frame it did not ask for:
+it forwards exactly one reply per host request and stamps it with the request's
+``seq``; a frame nobody asked for, a result past the session's own output limits
+or bytes that are not frames mark the session **compromised**: it is killed,
+started again from its inputs, and the record says so. A record can therefore
+never be shifted onto a later run. When a run times out, processes the code
+left behind (a fork bomb whose parent returned) are killed too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .protocol import MAX_BLOB, MAX_HEADER, ProtocolError, send_message
+
+_LENGTH = struct.Struct(">I")
+_OUTPUT_SLACK = 200  # the worker's "[output truncated ...]" note
+_READY_TIMEOUT_S = 60.0
+MAX_IMAGES = 16
+
+Frame = tuple[dict[str, Any], list[bytes]]
+
+
+class FrameReader:
+    """Reassembles length-prefixed frames from chunks; ProtocolError on anything malformed."""
+
+    def __init__(self, max_header: int = MAX_HEADER, max_blob: int = MAX_BLOB) -> None:
+        self.max_header, self.max_blob = max_header, max_blob
+        self.buffer = bytearray()
+        self.header: dict[str, Any] | None = None
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.buffer += data
+        frames = []
+        while (frame := self._next()) is not None:
+            frames.append(frame)
+        return frames
+
+    def _next(self) -> Frame | None:
+        if self.header is None:
+            if len(self.buffer) < _LENGTH.size:
+                return None
+            (length,) = _LENGTH.unpack_from(self.buffer)
+            if length > self.max_header:
+                raise ProtocolError(f"a header of {length} bytes exceeds {self.max_header}")
+            if len(self.buffer) < _LENGTH.size + length:
+                return None
+            self.header = _parse_header(bytes(self.buffer[4 : 4 + length]), self.max_blob)
+            del self.buffer[: 4 + length]
+        sizes: list[int] = self.header["blobs"]
+        if len(self.buffer) < sum(sizes):
+            return None
+        blobs, offset = [], 0
+        for size in sizes:
+            blobs.append(bytes(self.buffer[offset : offset + size]))
+            offset += size
+        del self.buffer[:offset]
+        header, self.header = self.header, None
+        return header, blobs
+
+
+def _parse_header(data: bytes, max_blob: int) -> dict[str, Any]:
+    try:
+        header = json.loads(data)
+    except ValueError as exc:
+        raise ProtocolError(f"a header that is not JSON ({exc})") from None
+    sizes = header.get("blobs") if isinstance(header, dict) else None
+    if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+        raise ProtocolError("a header that is not an object with a list of blob sizes")
+    if sum(sizes) > max_blob:
+        raise ProtocolError(f"blobs of {sum(sizes)} bytes exceed {max_blob}")
+    return header
+
+
+def result_problem(header: dict[str, Any], blobs: list[bytes], max_chars: int) -> str | None:
+    """Why a ``result`` frame cannot have come from the worker, or None."""
+    limit = 4 * max_chars + _OUTPUT_SLACK  # the engine keeps 4 bytes per character
+    for name in ("stdout", "stderr"):
+        text = header.get(name, "")
+        if not isinstance(text, str) or len(text) > limit:
+            size = len(text) if isinstance(text, str) else type(text).__name__
+            return f"its {name} ({size} characters) is past the session's limit of {limit}"
+    images = header.get("images")
+    if not isinstance(images, list) or len(images) != len(blobs) or len(images) > MAX_IMAGES:
+        return "its images do not match the attached data or exceed the image limit"
+    return None
+
+
+def compromised_result(why: str, seq: Any) -> dict[str, Any]:
+    """The record the relay answers with when it threw the session away."""
+    message = (
+        f"the session sent {why}: a forged or corrupted record, rejected; every process of "
+        "the session was killed and it restarted from its inputs"
+    )
+    return {
+        "op": "result",
+        "seq": seq,
+        "stdout": "",
+        "stderr": "",
+        "truncated": [],
+        "error": {"type": "SessionCompromised", "message": message, "traceback": ""},
+        "images": [],
+        "files": [],
+        "duration_s": 0.0,
+        "timed_out": False,
+        "session_died": True,
+        "restored": "reset",
+    }
+
+
+class Relay:
+    """Serves one session: host frames in, checked session frames out."""
+
+    def __init__(
+        self,
+        host_in: int,
+        host_out: int,
+        spec: dict[str, Any],
+        start: Callable[[], tuple[int, socket.socket]],
+    ) -> None:
+        self.host_in, self.host_out, self.spec = host_in, host_out, spec
+        self.start = start  # forks a session; returns (pid, channel)
+        self.max_chars = int(spec.get("max_output_chars", 8000))
+        self.pending: tuple[str, Any] | None = None  # (op, seq) awaiting its reply
+        self.notice: str | None = None  # a compromise to tell with the next record
+        self.host_reader = FrameReader()
+        self.pid, self.channel = 0, socket.socket()
+        self.reader = FrameReader()
+
+    def send_host(self, header: dict[str, Any], blobs: list[bytes] | tuple[()] = ()) -> None:
+        head = json.dumps({**header, "blobs": [len(b) for b in blobs]}).encode()
+        _write_all(self.host_out, _LENGTH.pack(len(head)) + head + b"".join(blobs))
+
+    def launch(self, announce: bool) -> None:
+        """Start a session; forward its ``ready`` (or ``failed``) only when ``announce``."""
+        self.pid, self.channel = self.start()
+        self.reader = FrameReader()
+        self.channel.settimeout(_READY_TIMEOUT_S)
+        frames: list[Frame] = []
+        with contextlib.suppress(OSError, ProtocolError):
+            while not frames and (chunk := self.channel.recv(1 << 16)):
+                frames = self.reader.feed(chunk)
+        self.channel.settimeout(None)
+        header = frames[0][0] if frames else {"op": "failed", "message": "the session died"}
+        if announce or header.get("op") != "ready":
+            self.send_host(header)
+
+    def serve(self) -> None:
+        """Relay until the host closes its stream; then end every process of the session."""
+        while True:
+            ready = select.select([self.host_in, self.channel], [], [], 1.0)[0]
+            if self.host_in in ready and not self._from_host():
+                break
+            if self.channel in ready:
+                self._from_session()
+            _reap()
+        kill_descendants()
+
+    def _from_host(self) -> bool:
+        try:
+            chunk = os.read(self.host_in, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return False
+        for header, blobs in self.host_reader.feed(chunk):
+            op = header.get("op")
+            if op in ("run", "restart"):
+                self.pending = (str(op), header.get("seq"))
+            with contextlib.suppress(OSError):
+                send_message(self.channel, header, blobs)
+            if op == "close":
+                return False
+        return True
+
+    def _from_session(self) -> None:
+        try:
+            chunk = self.channel.recv(1 << 16)
+            frames = self.reader.feed(chunk) if chunk else None
+        except (OSError, ProtocolError) as exc:
+            self.compromise(f"bytes that are not frames ({exc})")
+            return
+        if frames is None:
+            self._session_died()
+            return
+        for header, blobs in frames:
+            if not self._accept(header, blobs):
+                return
+
+    def _accept(self, header: dict[str, Any], blobs: list[bytes]) -> bool:
+        if self.pending is None:
+            self.compromise(f"a {header.get('op')!r} frame nobody asked for")
+            return False
+        op, seq = self.pending
+        if header.get("op") == "result":
+            problem = result_problem(header, blobs, self.max_chars)
+            if problem is not None:
+                self.compromise(f"a result that breaks its limits ({problem})")
+                return False
+            self._add_notice(header)
+        self.pending = None
+        self.send_host({**header, "seq": seq}, blobs)
+        if header.get("timed_out") and not header.get("session_died"):
+            kill_leftovers(self.pid, self.spec.get("on_error", "keep"))
+        return True
+
+    def _add_notice(self, header: dict[str, Any]) -> None:
+        if self.notice is not None:
+            header["stderr"] = f"[{self.notice}]\n" + str(header.get("stderr", ""))
+            header["restored"] = "reset"
+            self.notice = None
+
+    def compromise(self, why: str) -> None:
+        """Kill the session, start it again, and tell the host in this or the next record."""
+        self._restart_session()
+        if self.pending is not None and self.pending[0] == "run":
+            self.send_host(compromised_result(why, self.pending[1]))
+        elif self.pending is not None:
+            self.send_host({"op": "ready", "seq": self.pending[1]})
+        else:
+            self.notice = (
+                f"the session sent {why}, a forged or corrupted record, rejected; "
+                "it was restarted from its inputs"
+            )
+        self.pending = None
+
+    def _session_died(self) -> None:
+        if self.pending is None:
+            self._restart_session()
+            self.notice = "the session's processes died; it restarted from its inputs"
+            return
+        self.compromise("nothing: its processes died")
+
+    def _restart_session(self) -> None:
+        self.channel.close()
+        kill_descendants()
+        self.launch(announce=False)
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def _children_map() -> dict[int, list[tuple[int, int]]]:
+    """parent pid -> [(start time, pid)] of live processes, from /proc."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if fields[0] not in (b"Z", b"X"):
+            children.setdefault(int(fields[1]), []).append((int(fields[19]), int(entry)))
+    return children
+
+
+def _descendants(root: int, children: dict[int, list[tuple[int, int]]]) -> list[int]:
+    found, stack = [], [root]
+    while stack:
+        for _, child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kill_descendants() -> None:
+    """SIGKILL every process below this one (a fork bomb may add some while we kill)."""
+    for _ in range(50):
+        victims = _descendants(os.getpid(), _children_map())
+        if not victims:
+            break
+        _kill_all(victims)
+        time.sleep(0.01)
+        _reap()
+
+
+def kill_leftovers(init: int, on_error: str) -> None:
+    """After a timeout: kill what the code started, sparing the session's init and holder.
+
+    With ``keep`` and ``reset`` the holder is init's newest child (a replaced
+    holder's orphans come to init before the new holder is forked) and every
+    process below it was started by model code. With ``rollback`` the runs live
+    in runners the worker kills itself, and holders nest, so nothing is touched.
+    """
+    if on_error == "rollback":
+        return
+    for _ in range(50):
+        children = _children_map()
+        below_init = sorted(children.get(init, []))
+        if not below_init:
+            return
+        victims = _descendants(below_init[-1][1], children)
+        victims += [pid for _, pid in below_init[:-1]]
+        if not victims:
+            return
+        _kill_all(victims)
+        time.sleep(0.01)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -1,0 +1,147 @@
+"""`codedance eval` never aborts on data: bad rows are skipped, unreadable references fall
+back to text, both are listed under "Data problems"; the report carries a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import types
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codedance import hookimpl
+from codedance.evaluation.benchmark import Benchmark
+from codedance.evaluation.problems import DataProblem, problems_of_run, safe_score
+from codedance.runtime.types import Message, Task, Trajectory
+
+
+class Ragged(Benchmark):
+    """Rows of questions.json; a row without ``gold`` is malformed; ``kind`` is the type."""
+
+    name = "ragged"
+    description = "a benchmark with bad rows"
+    layout = "  questions.json"
+    source = "the test"
+
+    def tasks(self, image_dir: Path) -> Iterator[Task]:
+        rows = json.loads((self.data / "questions.json").read_text())
+        for index, row in enumerate(rows):
+            task = self.row_task(f"questions.json item {index}", partial(self._task, row, index))
+            if task is not None:
+                yield task
+
+    def _task(self, row: dict[str, Any], index: int) -> Task:
+        if "gold" not in row:
+            raise self.missing(f"questions.json item {index}: missing field 'gold'")
+        return Task(row["id"], "q?", answer=row["gold"], answer_type=row["kind"])
+
+
+def plugin() -> types.SimpleNamespace:
+    @hookimpl
+    def register_benchmarks(register):  # type: ignore[no-untyped-def]
+        register(Ragged)
+
+    return types.SimpleNamespace(register_benchmarks=register_benchmarks, __name__="ragged")
+
+
+ROWS = [
+    {"id": "ok", "gold": "7", "kind": "count"},
+    {"id": "broken"},  # malformed: skipped with its reason
+    {"id": "unreadable", "gold": "n/a", "kind": "count"},  # the count rule cannot read it
+]
+
+
+@pytest.fixture
+def ragged(tmp_path: Path, register_plugin: Any) -> tuple[Path, Path]:
+    register_plugin(plugin())
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "questions.json").write_text(json.dumps(ROWS))
+    replies = [
+        {"id": "ok", "turns": ["<answer>7</answer>"]},
+        {"id": "unreadable", "turns": ["<answer>n/a</answer>"]},
+    ]
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps(r) + "\n" for r in replies))
+    return data, replay
+
+
+def run(codedance_cli: Any, data: Path, replay: Path, out: Path, *extra: str) -> Any:
+    args = ["eval", "--benchmark", "ragged", "--data", str(data), "--model", f"replay:{replay}"]
+    result = codedance_cli(*args, "--out", str(out), *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_bad_rows_and_unreadable_references_end_in_a_report(codedance_cli, ragged, tmp_path):
+    data, replay = ragged
+    out = tmp_path / "run"
+    run(codedance_cli, data, replay, out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["results"] == {"ok": 1.0, "unreadable": 1.0}  # n/a == n/a as text
+    problems = {p["where"]: p for p in report["data_problems"]}
+    assert problems["questions.json item 1"]["action"] == "skipped"
+    assert "missing field 'gold'" in problems["questions.json item 1"]["reason"]
+    assert problems["unreadable"]["action"] == "scored as text"
+    assert "InvalidAnswerError" in problems["unreadable"]["reason"]
+    markdown = (out / "report.md").read_text()
+    assert "Data problems (2):" in markdown
+    assert "| questions.json item 1 | skipped |" in markdown
+
+
+def test_resume_and_report_rewrite_keep_the_problems(codedance_cli, ragged, tmp_path):
+    data, replay = ragged
+    out = tmp_path / "run"
+    run(codedance_cli, data, replay, out, "--limit", "1")
+    run(codedance_cli, data, replay, out, "--resume")
+    assert codedance_cli("eval", "--report", str(out)).exit_code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["results"]) == ["ok", "unreadable"]
+    assert len(report["data_problems"]) == 2
+
+
+def test_report_carries_a_manifest_and_links_tasks_to_the_viewer(codedance_cli, ragged, tmp_path):
+    data, replay = ragged
+    out = tmp_path / "run"
+    run(codedance_cli, data, replay, out)
+    manifest = json.loads((out / "report.json").read_text())["manifest"]
+    digest = hashlib.sha256((data / "questions.json").read_bytes()).hexdigest()
+    assert manifest["dataset_files"] == [
+        {
+            "path": "questions.json",
+            "bytes": (data / "questions.json").stat().st_size,
+            "sha256": digest,
+        }
+    ]
+    assert manifest["benchmark"] == "ragged"
+    assert manifest["scorer"]["mode"] == "official"
+    assert manifest["max_turns"] == manifest["config"]["runtime"]["max_turns"]
+    assert "api_key" not in manifest["config"]["model"]
+    assert manifest["codedance_version"]
+    assert "grader:" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert 'href="view.html#task-ok"' in page
+    assert codedance_cli("view", str(out)).exit_code == 0
+    assert 'id="task-ok"' in (out / "view.html").read_text()
+
+
+def test_strict_option_raises_the_first_bad_row(ragged, tmp_path):
+    data, _ = ragged
+    from codedance.evaluation.benchmark import BenchmarkDataError
+
+    assert [t.id for t in Ragged(data).tasks(tmp_path)] == ["ok", "unreadable"]
+    with pytest.raises(BenchmarkDataError, match="missing field 'gold'"):
+        list(Ragged(data, {"strict": True}).tasks(tmp_path))
+
+
+def test_safe_score_falls_back_to_text_and_records_why():
+    task = Task("t", "q?", answer="n/a", answer_type="count")
+    trajectory = Trajectory(task, "", Message.text("user", "q?"), answer="N/A")
+    assert safe_score(Ragged(Path(".")), trajectory) == 1.0
+    (problem,) = problems_of_run([], [trajectory])
+    assert problem == DataProblem("t", problem.reason, "scored as text")
+    assert "'n/a' is not a valid 'count' answer" in problem.reason
