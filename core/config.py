@@ -71,6 +71,20 @@ class AdmissionConfig(_Section):
         return value
 
 
+class LocalSandboxConfig(_Section):
+    """The local (bubblewrap) backend: per-session accounting and the warm pool."""
+
+    pool_size: int = Field(2, ge=0, description="pre-forked sessions kept ready (0: none)")
+    workdir_mb: int = Field(
+        512, gt=0, description="working directory size (a tmpfs counted in memory_mb)"
+    )
+    max_files: int = Field(20000, gt=0, description="files and folders the workdir may hold")
+    cpus: float = Field(1.0, ge=0, description="CPUs per session (cgroup quota; 0: no quota)")
+    cgroups: Literal["auto", "required", "off"] = Field(
+        "auto", description="per-session cgroups: auto (warn if unavailable), required, off"
+    )
+
+
 class SandboxConfig(_Section):
     """Where and how model-written code runs."""
 
@@ -93,6 +107,9 @@ class SandboxConfig(_Section):
     )
     admission: AdmissionConfig = Field(
         default_factory=AdmissionConfig, description="sessions starting / running at once"
+    )
+    local: LocalSandboxConfig = Field(
+        default_factory=LocalSandboxConfig, description="the local backend's settings"
     )
 
     @field_validator("env")
