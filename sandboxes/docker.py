@@ -174,6 +174,7 @@ class DockerSandbox(SandboxBackend):
                         client = self._docker.DockerClient(base_url=self.options.base_url)
                     else:
                         client = self._docker.from_env()
+                with contextlib.suppress(Exception):  # a failed sweep must not stop sessions
                     reap_orphans(client, OWNER_LABEL)
                 self._client = client
             return self._client

@@ -34,6 +34,7 @@ from .protocol import MAX_BLOB, MAX_HEADER, ProtocolError, send_message
 _LENGTH = struct.Struct(">I")
 _OUTPUT_SLACK = 200  # the worker's "[output truncated ...]" note
 _READY_TIMEOUT_S = 60.0
+_SYNC_TIMEOUT_S = 30.0  # an honest session is idle once it sent its result
 MAX_IMAGES = 16
 
 Frame = tuple[dict[str, Any], list[bytes]]
@@ -126,6 +127,13 @@ def compromised_result(why: str, seq: Any) -> dict[str, Any]:
     }
 
 
+def _notice(why: str) -> str:
+    return (
+        f"the session sent {why}, a forged or corrupted record, rejected; "
+        "it was restarted from its inputs"
+    )
+
+
 class Relay:
     """Serves one session: host frames in, checked session frames out."""
 
@@ -185,11 +193,46 @@ class Relay:
             op = header.get("op")
             if op in ("run", "restart"):
                 self.pending = (str(op), header.get("seq"))
+                problem = self._sync()
+                if problem is not None:  # this request runs in a fresh session, told so
+                    self._restart_session()
+                    self.notice = _notice(problem)
             with contextlib.suppress(OSError):
                 send_message(self.channel, header, blobs)
             if op == "close":
                 return False
         return True
+
+    def _sync(self) -> str | None:
+        """Make sure the session is idle before a request: None, or what it sent instead.
+
+        The session answers an unknown op with an ``error`` that names it, after every
+        frame it sent before; so a result that arrives after a forged one (or any frame
+        nobody asked for) shows up here, before the next request could be paired with it.
+        """
+        token = f"sync-{os.urandom(8).hex()}"
+        try:
+            send_message(self.channel, {"op": token})
+        except OSError:
+            return "nothing: its processes died"
+        deadline = time.monotonic() + _SYNC_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self.channel], [], [], left)[0]:
+                continue
+            try:
+                chunk = self.channel.recv(1 << 16)
+                frames = self.reader.feed(chunk) if chunk else None
+            except (OSError, ProtocolError) as exc:
+                return f"bytes that are not frames ({exc})"
+            if frames is None:
+                return "nothing: its processes died"
+            if not frames:
+                continue
+            (header, _), extra = frames[0], frames[1:]
+            if header.get("op") != "error" or token not in str(header.get("message")) or extra:
+                return f"a {header.get('op')!r} frame nobody asked for"
+            return None
+        return f"no answer to a check within {_SYNC_TIMEOUT_S:g} s (busy after its result)"
 
     def _from_session(self) -> None:
         try:
@@ -236,10 +279,7 @@ class Relay:
         elif self.pending is not None:
             self.send_host({"op": "ready", "seq": self.pending[1]})
         else:
-            self.notice = (
-                f"the session sent {why}, a forged or corrupted record, rejected; "
-                "it was restarted from its inputs"
-            )
+            self.notice = _notice(why)
         self.pending = None
 
     def _session_died(self) -> None:

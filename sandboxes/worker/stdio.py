@@ -135,19 +135,45 @@ def _serve_session(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         label = [*spec.get("base_isolation", []), f"preloaded {len(loaded)} modules"]
-        label += _drop_privileges(spec.get("uid"), spec.get("gid"))
+        uid, gid = spec.get("uid"), spec.get("gid")
+        _enter_workdir(spec["workdir"], inputs, uid, gid)
+        if not _init_drops_privileges():
+            label += _drop_privileges(uid, gid)
         isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
-        os.makedirs(spec["workdir"], exist_ok=True)
-        os.chdir(spec["workdir"])
-        for name, data in inputs:
-            with open(os.path.basename(name), "wb") as handle:
-                handle.write(data)
         os.environ.clear()
         os.environ.update(spec.get("env", {}))
         isolation.set_limits(spec.get("session_limits", {}))
         init_main(channel, spec, ", ".join(label))
     except BaseException as exc:
         send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+
+
+def _init_drops_privileges() -> bool:
+    """Whether the session's init itself keeps root and drops to ``spec["uid"]`` in its
+    holder (a worker whose ``session`` module declares ``INIT_CAPS``); then it stays root."""
+    from . import session
+
+    return hasattr(session, "INIT_CAPS")
+
+
+def _enter_workdir(
+    workdir: str, inputs: list[tuple[str, bytes]], uid: int | None, gid: int | None
+) -> None:
+    """Enter the workdir and write the input files, as ``uid`` (the workdir is its, 0700)."""
+    switch = uid is not None and os.geteuid() == 0 and uid != 0
+    if switch:
+        os.setegid(uid if gid is None else gid)
+        os.seteuid(uid)  # a root relay keeps its real uid, so it can come back
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        for name, data in inputs:
+            with open(os.path.basename(name), "wb") as handle:
+                handle.write(data)
+    finally:
+        if switch:
+            os.seteuid(0)
+            os.setegid(0)
 
 
 def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
