@@ -76,6 +76,8 @@ _DECIMALS = {
 }
 _PAREN_LETTER = re.compile(r"\(([a-zA-Z])\)")
 _QUOTED_ANSWER = re.compile(r'The answer is "(.*)"\.')
+_LOWER_LETTER = re.compile(r"[a-z]")
+_WHOLE_LIST = re.compile(r"\[[^\[\]]*\]")
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 _NUMBER_TOKEN = re.compile(r"-?\d+(?:\.\d+)?")
 _FREE_FORM_TYPES = ("integer", "float", "list")
@@ -204,7 +206,7 @@ def build_query(problem: Mapping[str, Any]) -> str:
     if choices:
         lines = [f"({chr(ord('A') + i)}) {choice}" for i, choice in enumerate(choices)]
         parts.append("Choices:\n" + "\n".join(lines))
-    return "\n".join(parts)
+    return "\n".join(parts).strip()  # build_query.py strips the query (5 testmini pids)
 
 
 def _hint(problem: Mapping[str, Any]) -> str:
@@ -263,8 +265,8 @@ def extract_answer_rule_based(
 
 
 def _extract_choice(text: str, choices: Sequence[str]) -> str:
-    if text in choices:
-        return text
+    if text in choices or _LOWER_LETTER.fullmatch(text):
+        return text  # as calculate_score.py: a lowercase "c" goes to the closest option text
     letter = letter_form(text) or option_text(text, choices)
     return letter if letter is not None else text
 
@@ -274,6 +276,8 @@ def _number_text(value: float) -> str:
 
 
 def _extract_list(text: str) -> str:
+    if _WHOLE_LIST.fullmatch(text):
+        return text  # compared verbatim, as calculate_score.py does ("[2014,2016]" is wrong)
     bracketed = _BRACKETS.findall(text)
     if bracketed:
         items = [item.strip().strip("'\"") for item in bracketed[-1].split(",")]
