@@ -189,13 +189,13 @@ def _options_or_none(option: str) -> list[str] | None:
 def parse_options(option: str, where: str = "option") -> list[str]:
     """The option texts of We-Math's one-string ``option`` field, in letter order.
 
-    A full-width ``．`` after a label reads as ``.``. Eleven rows of the real
+    A full-width full stop (U+FF0E) after a label reads as ``.``. Eleven rows of the real
     testmini.json break the schema further (a missing ``;``, a stray ``;C.;`` inside
     an option's text, labels jumping from C to F); this raises for them, and the
     loader then shows their ``option`` string as published and scores them by the
     answer letter alone, as the official scorer (which never parses options) does.
     """
-    parts = _OPTION_LABEL.split(option.replace("．", ".").strip())
+    parts = _OPTION_LABEL.split(option.replace("\uff0e", ".").strip())
     letters, texts = parts[1::2], [text.strip() for text in parts[2::2]]
     if parts[0].strip() or not letters or "".join(letters) != ascii_uppercase[: len(letters)]:
         raise _bad_row(where, f"option {option!r} is not 'A. ...;B. ...' with letters from A")
