@@ -1,12 +1,12 @@
 """Multiple-choice answers: which option a span names, by letter or by text.
 
-A letter is read from these forms, in this order: the whole span is a letter
-(``B``, ``(B)``, ``B.``, ``b``); the span starts with a label (``B. Paris``,
-``(B) Paris``, ``B) Paris``, or MathVerse's ``D:140°``: a capital and a colon);
-"option B" or "choice (C)" anywhere; a single parenthesised capital such as ``(D)`` anywhere. A span holding two different
-parenthesised letters names none ("(A) or (B)"). A bare letter inside a sentence
-("I think B is right") is *not* read, because ``A`` and ``I`` are also words; the
-answer extraction ("the answer is B") usually isolates the letter first.
+A letter is read from these forms, in this order: the whole span is a letter (``B``,
+``(B)``, ``B.``, ``b``); the span starts with a label (``B. Paris``, ``(B) Paris``, ``B)
+Paris``, or MathVerse's ``D:140°``: a capital and a colon); "option B" or "choice (C)"
+anywhere; a single parenthesised capital such as ``(D)`` anywhere. A span holding two
+different parenthesised letters names none ("(A) or (B)"). A bare letter inside a
+sentence ("I think B is right") is *not* read, because ``A`` and ``I`` are also words;
+the answer extraction ("the answer is B") usually isolates the letter first.
 
 With ``options`` (the option texts in order, labels such as ``"A. "`` allowed), a
 letter past the last option is rejected and a span that names exactly one option's

@@ -8,9 +8,10 @@ such as ``"There are 12 apples"``.
 What a quantity may look like: a sign (``-``, ``+`` or the Unicode minus), thousands
 separators (``1,000``, ``1{,}000``), decimals, ``1e3``, ``2.5 \\times 10^{3}``,
 fractions (``1/2``, ``\\frac{1}{2}``, ``\\dfrac12``), powers (``10^2``, ``10^-1``,
-``10^{-2}``), English number words up to ninety-nine (``"three"``, ``"twenty-one"``), a leading currency sign (``$5``,
-``\\$5``, ``€5``), and a tail of percent (``%``, ``\\%``, ``percent``), degrees
-(``°``, ``^\\circ``) or unit words (``cm``, ``\\text{ apples}``, ``m^2``).
+``10^{-2}``), English number words up to ninety-nine (``"three"``, ``"twenty-one"``), a
+leading currency sign (``$5``, ``\\$5``, ``€5``), and a tail of percent (``%``, ``\\%``,
+``percent``), degrees (``°``, ``^\\circ``) or unit words (``cm``, ``\\text{ apples}``,
+``m^2``).
 """
 
 from __future__ import annotations
