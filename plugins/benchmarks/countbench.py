@@ -11,6 +11,10 @@ Scoring: answer type ``count``, the same whole number (digits or English words),
 which is CountBench's exact-match accuracy. The category buckets the gold count
 (``2-4``, ``5-7``, ``8-10``). Ids are ``countbench-<row>`` (the release has no id
 field; rows keep the published order).
+
+No public repository holds CountBenchQA's real rows (they are on Hugging Face only; see
+tests/data/real/countbench/SOURCES.md), so this loader is tested on rows
+written to the published schema, not on the authors' records.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ answer from the response first (``extract_answer.py``); here that step is
 rule-based (:func:`extract_answer_rule_based`). One deviation: an empty extraction
 scores 0, as with the official ``--ignore_empty_extractions``; by default the
 official scorer would map it to the shortest option.
+
+Tested on a subset of the authors' real records: tests/data/real/mathvista/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations

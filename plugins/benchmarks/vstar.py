@@ -19,6 +19,10 @@ Scoring: the official script picks the option of lowest loss; generative
 evaluations (lmms-eval) extract a letter from the response and compare it with
 ``label``. We do the latter with ``score_answer(..., "multiple_choice")``, which
 also accepts the text of exactly one option.
+
+No public repository holds V* Bench's real rows (they are on Hugging Face only; see
+tests/data/real/vstar/SOURCES.md), so this loader is tested on rows
+written to the published schema, not on the authors' records.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ the response (``<answer>``, ``\\boxed``), so ``B``, ``B. 400, 300`` and ``Answer
 count, while ``(B)`` does not, exactly as officially. :func:`wemath_metrics`
 computes the official four-dimensional metrics from scored tasks; ``codedance eval``
 prints them under "Benchmark metrics" (:meth:`WeMath.metrics`).
+
+Tested on a subset of the authors' real records: tests/data/real/wemath/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
