@@ -50,6 +50,10 @@ class Benchmark(ABC):
     reported: ClassVar[Mapping[str, float]] = {}
     #: Which grader :meth:`score` is, in words, for the report's manifest.
     grader: ClassVar[str] = "the benchmark's official rule (score_answer of its answer type)"
+    #: The scorer modes offered (``--option scorer=...``); the first, the official one, is
+    #: the default. :attr:`graders` describes the grader of each other mode.
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official",)
+    graders: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, data: Path, options: Mapping[str, Any] | None = None) -> None:
         self.data = Path(data)
@@ -91,9 +95,15 @@ class Benchmark(ABC):
             trajectory.answer or "", task.answer, task.answer_type, options=task.options
         )
 
+    @property
+    def scorer_mode(self) -> str:
+        """The scorer mode chosen with ``--option scorer=...`` (default: the official one)."""
+        return self.choice("scorer", self.scorer_modes)
+
     def scorer(self) -> dict[str, str]:
         """The scorer the report names: its mode and which grader decides."""
-        return {"mode": "official", "grader": self.grader}
+        mode = self.scorer_mode
+        return {"mode": mode, "grader": self.graders.get(mode, self.grader)}
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
         """Benchmark-specific metrics beyond accuracy (e.g. We-Math's four dimensions).

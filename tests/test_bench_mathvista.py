@@ -234,7 +234,7 @@ def test_github_json_takes_prompts_from_query_json(json_dir: Path, tmp_path: Pat
         ("3", "", 0.0),
         # list: compared as the Python list's text
         ("225", "[2014, 2016]", 1.0),
-        ("225", "[2014,2016]", 1.0),
+        ("225", "[2014,2016]", 0.0),  # compared verbatim, as calculate_score.py
         ("225", "between 2014 and 2016", 1.0),
         ("225", "[2016, 2014]", 0.0),
     ],

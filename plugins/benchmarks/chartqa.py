@@ -18,6 +18,9 @@ default :meth:`Benchmark.score` is the official rule. The category is ``human`` 
 Task ids are ``<category>-<n>``, ``n`` counting rows of that category in file order
 (ChartQA has no id field; one chart carries several questions). Option ``split``:
 ``test`` (default) or ``val``.
+
+Tested on a subset of the authors' real records: tests/data/real/chartqa/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations

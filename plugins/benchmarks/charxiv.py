@@ -31,6 +31,9 @@ answer is") and judged by the rule each grading rubric states:
 - descriptive titles, labels and ticks: the term rule, or equal numbers; legend
   names: terms in the same order; "do lines intersect": yes/no; layout: "n by m";
 - a gold "Not Applicable" needs a response saying "not applicable" (or n/a, none).
+
+Tested on a subset of the authors' real records: tests/data/real/charxiv/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
@@ -371,6 +374,7 @@ def _bad_entry(path: Path, key: str | None, what: str) -> BenchmarkDataError:
 # -- rule-based judging ------------------------------------------------------------------
 
 _MARKUP = re.compile(r"[$\\{}]")
+_MATH_DELIMITERS = re.compile(r"\\[()\[\]]")
 _ENCLOSED = re.compile(r"^\(([^()]*)\)$|^\[([^\[\]]*)\]$|^\"([^\"]*)\"$|^'([^']*)'$")
 _OPERATOR_SPACE = re.compile(r"\s*([=_^:/+\-<>])\s*")
 _POWER_OF_TEN = re.compile(r"10\s*\^\s*\{?\s*([-+\u2212]?\d+)\s*\}?")
@@ -399,6 +403,7 @@ def _canon(text: str) -> str:
     """Lowercase, Greek letters spelled out, LaTeX markup and an enclosing bracket removed."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(map(_spell_greek, text))
+    text = _MATH_DELIMITERS.sub(" ", text)  # gold "\\( g_A(r) \\)" is g_A(r)
     text = " ".join(_MARKUP.sub("", text).split()).rstrip(".").strip()
     text = _OPERATOR_SPACE.sub(r"\1", text)
     enclosed = _ENCLOSED.match(text)

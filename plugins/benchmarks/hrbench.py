@@ -23,6 +23,10 @@ and reports the mean over ``cycle_category`` of the per-cycle accuracy. We read
 the letter (or the text of exactly one option) by rule with ``score_answer(...,
 "multiple_choice")``; every cycle holds each question once, so the cycle mean is
 the plain mean over rows. ``cycle_category`` is kept in the metadata.
+
+No public repository holds HR-Bench's real rows (they are on Hugging Face only; see
+tests/data/real/hrbench/SOURCES.md), so this loader is tested on rows
+written to the published schema, not on the authors' records.
 """
 
 from __future__ import annotations
