@@ -60,9 +60,9 @@ def eval_command(app: App, **kwargs: Any) -> None:
 
 
 def _evaluate(app: App, **kwargs: Any) -> None:
-    from codedance.rewards.composition import RewardComposition
+    from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
-    from codedance.runtime.cli import composition_scorer, solve_with_progress
+    from codedance.runtime.cli import solve_with_progress
     from codedance.runtime.store import RunWriter
 
     name = kwargs["benchmark_name"]

@@ -9,7 +9,7 @@ Evaluation and training use this same object.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from codedance.core.config import RewardConfig
     from codedance.core.registry import Registry
 
-__all__ = ["RewardComposition", "ScoreCard", "group_by_task"]
+__all__ = ["RewardComposition", "ScoreCard", "composition_scorer", "group_by_task"]
 
 
 @dataclass
@@ -111,3 +111,13 @@ def group_by_task(trajectories: Sequence[Trajectory]) -> dict[str, list[int]]:
     for index, trajectory in enumerate(trajectories):
         groups.setdefault(trajectory.task.id, []).append(index)
     return groups
+
+
+def composition_scorer(rewards: RewardComposition) -> Callable[[Trajectory], None]:
+    """Score each trajectory alone (its group of one) and store the score card."""
+
+    def score(trajectory: Trajectory) -> None:
+        (card,) = rewards.score_group([trajectory])
+        trajectory.rewards = card.as_rewards()
+
+    return score
