@@ -183,8 +183,12 @@ def _configuration(app: App) -> Iterator[Check]:
         yield Check("config", "configuration", "fail", str(exc))
         return
     yield Check("config", "configuration", "ok", " + ".join(app.sources.labels))
-    for name_problem in check_names(config, registry):
+    problems = check_names(config, registry)
+    for name_problem in problems:
         yield Check("config", "names", "warn", str(name_problem))
+    if not any("rewards." in str(p) for p in problems):
+        terms = " + ".join(f"{r.weight:g} * {r.name}" for r in config.rewards) or "none"
+        yield Check("config", "rewards", "ok", f"total = {terms}; params match each component")
     yield from _backend_checks(app)
 
 

@@ -15,7 +15,7 @@ import inspect
 import keyword
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -360,9 +360,43 @@ def _check_command(kind: str, obj: Any, name: Any, plugin: str) -> None:
     _check_plain(kind, obj, name, plugin)
 
 
+def _check_reward(kind: str, obj: Any, name: Any, plugin: str) -> None:
+    """A RewardComponent-like class (``score``/``score_group`` and a ``defaults`` mapping)
+    or a function whose first parameter takes the trajectory; params are checked later
+    against what it declares (:mod:`codedance.core.params`)."""
+    _check_plain(kind, obj, name, plugin)
+    fix = (
+        "Fix: register a codedance.rewards.base.RewardComponent subclass or a function "
+        "f(trajectory, **params) -> float."
+    )
+    if inspect.isclass(obj):
+        scores = callable(getattr(obj, "score_group", None)) or callable(
+            getattr(obj, "score", None)
+        )
+        if not scores or not isinstance(getattr(obj, "defaults", {}), Mapping):
+            raise PluginError(
+                f"reward {name!r} from plugin {plugin!r} is a class without score_group/score "
+                f"or with non-mapping defaults. {fix}",
+                plugin=plugin,
+            )
+        return
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    try:
+        first = next(iter(inspect.signature(obj).parameters.values()), None)
+    except (TypeError, ValueError):
+        first = None
+    if not callable(obj) or first is None or first.kind not in positional:
+        raise PluginError(
+            f"reward {name!r} from plugin {plugin!r} ({type(obj).__name__}) does not take a "
+            f"trajectory as its first parameter. {fix}",
+            plugin=plugin,
+        )
+
+
 _VALIDATORS: dict[str, Callable[[str, Any, Any, str], None]] = {
     "tool": _check_tool,
     "command": _check_command,
+    "reward": _check_reward,
 }
 
 

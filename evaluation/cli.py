@@ -75,7 +75,9 @@ def _evaluate(app: App, **kwargs: Any) -> None:
     )
     replay = _reference_model(benchmark) if kwargs["model_spec"] is None else None
     runner = build_runner(config, app.registry, model=replay)
-    rewards = composition_scorer(RewardComposition.from_config(config.rewards, app.registry))
+    rewards = composition_scorer(
+        RewardComposition.from_config(config.rewards, app.registry, where=config.where)
+    )
 
     def score(trajectory: Trajectory) -> None:
         rewards(trajectory)

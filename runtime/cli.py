@@ -68,7 +68,7 @@ def run_command(
     todo, replay = _tasks(tasks, image, question, answer, answer_type, out)
     config = config.model_copy(update={"model": model_config_for(config.model, model_spec)})
     runner = build_runner(config, app.registry, model=replay)
-    rewards = RewardComposition.from_config(config.rewards, app.registry)
+    rewards = RewardComposition.from_config(config.rewards, app.registry, where=config.where)
     writer = RunWriter(out, resume=resume)
     todo = [task for task in todo if task.id not in writer.done][: limit or None]
     width = concurrency or config.runtime.concurrency
