@@ -44,6 +44,8 @@ class App:
         self.config_path = config_path
         self.overrides = overrides
         self.config_error: CodedanceError | None = None
+        #: Set for commands that list problems themselves (``plugins``, ``doctor``).
+        self.quiet_problems = False
 
     @cached_property
     def sources(self) -> ConfigSources:
@@ -67,7 +69,13 @@ class App:
             warnings.simplefilter("ignore", PluginLoadWarning)
             registry = load_registry(specs)
             registry.entries("command")  # the CLI's own hooks, while warnings are silenced
+        # Hooks run later (tools when a sandbox opens, ...) report as `warning:` lines too.
+        registry.report = self._report_problem
         return registry
+
+    def _report_problem(self, problem: CodedanceError) -> None:
+        if not self.quiet_problems:
+            click.secho(f"warning: {problem}", fg="yellow", err=True)
 
     @cached_property
     def config(self) -> Config:
@@ -162,9 +170,10 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...])
 
     Every command below is a plugin; `codedance plugins` shows who provides what.
     """
-    if ctx.invoked_subcommand in _SHOWS_PROBLEMS:
-        return
     app = get_app(ctx)
+    if ctx.invoked_subcommand in _SHOWS_PROBLEMS:
+        app.quiet_problems = True
+        return
     warnings_ = [f"warning: {problem}" for problem in app.registry.problems_found()]
     if app.config_warning() and ctx.invoked_subcommand != "config":
         warnings_.append(str(app.config_warning()))

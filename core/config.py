@@ -356,6 +356,7 @@ def check_names(config: Config, registry: Registry) -> list[CodedanceError]:
             registry.entry(kind, name)
         except CodedanceError as exc:
             problems.append(ConfigError(f"{config.where(*path)}: {format_path(path)}: {exc}"))
+    problems += _reward_param_problems(config, registry)
     tools = registry.names("tool")
     for index, pattern in enumerate(config.tools.enabled):
         if pattern != "*" and not fnmatch.filter(tools, pattern):
@@ -367,4 +368,20 @@ def check_names(config: Config, registry: Registry) -> list[CodedanceError]:
                     f"install the plugin that provides it."
                 )
             )
+    return problems
+
+
+def _reward_param_problems(config: Config, registry: Registry) -> list[CodedanceError]:
+    """Each reward's params checked against the component's parameters and their types."""
+    from codedance.core.params import check_params
+
+    problems: list[CodedanceError] = []
+    for index, reward in enumerate(config.rewards):
+        try:
+            obj = registry.get("reward", reward.name)
+        except CodedanceError:
+            continue  # reported above as an unregistered name
+        for key, problem in check_params(reward.name, obj, reward.params):
+            path: tuple[str | int, ...] = ("rewards", index, "params", *([key] if key else []))
+            problems.append(ConfigError(f"{config.where(*path)}: {format_path(path)}: {problem}"))
     return problems

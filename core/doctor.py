@@ -22,20 +22,35 @@ from codedance.core.errors import CodedanceError
 if TYPE_CHECKING:
     from codedance.core.cli import App
 
-__all__ = ["EXTRAS", "Check", "run_checks"]
+__all__ = ["EXTRAS", "TORCH_PIN", "Check", "run_checks"]
 
 Status = Literal["ok", "warn", "fail"]
 
-#: extra -> modules it provides (import names), as pyproject.toml declares them.
+#: extra -> modules it provides (import names), one per package pyproject.toml lists
+#: (tests/test_doctor_extras.py keeps the two in step).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "tools": ("numpy", "PIL", "cv2", "matplotlib", "sympy", "shapely"),
-    "hf": ("torch", "transformers"),
+    "hf": ("torch", "torchvision", "transformers"),
     "vllm": ("vllm",),
-    "train": ("torch", "verl", "cachetools", "uvicorn", "fastapi"),
-    "e2b": ("e2b_code_interpreter",),
+    "train": (
+        "torch",
+        "torchvision",
+        "verl",
+        "cachetools",
+        "uvicorn",
+        "fastapi",
+        "qwen_vl_utils",
+        "pyarrow",
+    ),
+    "e2b": ("e2b_code_interpreter", "PIL"),
     "docker": ("docker",),
     "ocr": ("rapidocr_onnxruntime",),
+    "rewards": ("math_verify", "sympy"),
+    "eval": ("pyarrow", "matplotlib"),
 }
+
+#: The torch pair the Makefile and CI install (README says the same).
+TORCH_PIN = "torch==2.14.1 torchvision==0.29.1"
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,7 @@ def _extras() -> Iterator[Check]:
             continue
         fix = f"pip install 'codedance[{extra}]'"
         if "torch" in missing:
-            fix = "pip install torch==2.13.0 (CPU) or a CUDA build first, then " + fix
+            fix = f"pip install {TORCH_PIN} (or a CUDA build) first, then " + fix
         yield Check("extra", extra, "warn", "missing: " + ", ".join(missing), fix)
 
 
@@ -183,8 +198,12 @@ def _configuration(app: App) -> Iterator[Check]:
         yield Check("config", "configuration", "fail", str(exc))
         return
     yield Check("config", "configuration", "ok", " + ".join(app.sources.labels))
-    for name_problem in check_names(config, registry):
+    problems = check_names(config, registry)
+    for name_problem in problems:
         yield Check("config", "names", "warn", str(name_problem))
+    if not any("rewards." in str(p) for p in problems):
+        terms = " + ".join(f"{r.weight:g} * {r.name}" for r in config.rewards) or "none"
+        yield Check("config", "rewards", "ok", f"total = {terms}; params match each component")
     yield from _backend_checks(app)
 
 

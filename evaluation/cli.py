@@ -63,9 +63,9 @@ def eval_command(app: App, **kwargs: Any) -> None:
 def _evaluate(app: App, **kwargs: Any) -> None:
     from codedance.evaluation.manifest import build_manifest
     from codedance.evaluation.problems import safe_score, write_problems
-    from codedance.rewards.composition import RewardComposition
+    from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
-    from codedance.runtime.cli import composition_scorer, solve_with_progress
+    from codedance.runtime.cli import solve_with_progress
     from codedance.runtime.store import RunWriter
 
     name = kwargs["benchmark_name"]
@@ -79,7 +79,9 @@ def _evaluate(app: App, **kwargs: Any) -> None:
     )
     replay = _reference_model(benchmark) if kwargs["model_spec"] is None else None
     runner = build_runner(config, app.registry, model=replay)
-    rewards = composition_scorer(RewardComposition.from_config(config.rewards, app.registry))
+    rewards = composition_scorer(
+        RewardComposition.from_config(config.rewards, app.registry, where=config.where)
+    )
 
     def score(trajectory: Trajectory) -> None:
         rewards(trajectory)

@@ -9,7 +9,7 @@ Evaluation and training use this same object.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from codedance.core.config import RewardConfig
     from codedance.core.registry import Registry
 
-__all__ = ["RewardComposition", "ScoreCard", "group_by_task"]
+__all__ = [
+    "RewardComposition",
+    "ScoreCard",
+    "composition_scorer",
+    "group_by_task",
+    "param_problems",
+]
 
 
 @dataclass
@@ -52,8 +58,25 @@ class RewardComposition:
         self.components = [_Weighted(n, w, c) for n, w, c in components]
 
     @classmethod
-    def from_config(cls, rewards: Sequence[RewardConfig], registry: Registry) -> RewardComposition:
-        """Build every configured component; unknown names and bad params are ConfigErrors."""
+    def from_config(
+        cls,
+        rewards: Sequence[RewardConfig],
+        registry: Registry,
+        *,
+        where: Callable[..., object] | None = None,
+    ) -> RewardComposition:
+        """Build every configured component; unknown names and bad params are ConfigErrors.
+
+        Params are checked against each component's declared parameters and their
+        types first, all at once; ``where`` (``Config.where``) adds each one's file:line.
+        """
+        problems = [
+            problem
+            for index, entry in enumerate(rewards)
+            for problem in param_problems(index, entry, registry.get("reward", entry.name), where)
+        ]
+        if problems:
+            raise ConfigError("\n".join(problems))
         built = []
         for index, entry in enumerate(rewards):
             component_class = as_component(registry.get("reward", entry.name), entry.name)
@@ -89,6 +112,21 @@ class RewardComposition:
         return [cards[i] for i in range(len(ordered))]
 
 
+def param_problems(
+    index: int, entry: RewardConfig, obj: object, where: Callable[..., object] | None = None
+) -> list[str]:
+    """One message per bad param of ``rewards[index]``, each with its key path and fix."""
+    from codedance.core.params import check_params
+
+    messages = []
+    for key, problem in check_params(entry.name, obj, entry.params):
+        path = ("rewards", index, "params", *([key] if key else []))
+        place = ".".join(map(str, path))
+        origin = f"{where(*path)}: " if where is not None else ""
+        messages.append(f"{origin}{place}: {problem}. Fix: correct it in the config's rewards.")
+    return messages
+
+
 def _add(card: ScoreCard, weighted: _Weighted, result: RewardResult, turns: int) -> None:
     card.components[weighted.name] = result.value
     card.total += weighted.weight * result.value
@@ -111,3 +149,13 @@ def group_by_task(trajectories: Sequence[Trajectory]) -> dict[str, list[int]]:
     for index, trajectory in enumerate(trajectories):
         groups.setdefault(trajectory.task.id, []).append(index)
     return groups
+
+
+def composition_scorer(rewards: RewardComposition) -> Callable[[Trajectory], None]:
+    """Score each trajectory alone (its group of one) and store the score card."""
+
+    def score(trajectory: Trajectory) -> None:
+        (card,) = rewards.score_group([trajectory])
+        trajectory.rewards = card.as_rewards()
+
+    return score
