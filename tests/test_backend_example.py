@@ -35,7 +35,8 @@ OPTIONS = {"preload": ["PIL.Image", "matplotlib.pyplot"]}
 
 def _load_example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("codedance_example_subprocess", EXAMPLE)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
