@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,3 +99,62 @@ def test_exec_runs_on_the_example_named_in_a_config_file(tmp_path):
     assert record["stdout"].endswith("\n42\n")
     assert "CODEDANCE_TEST_SECRET" not in record["stdout"]  # only the session's environment
     assert record["isolation"].startswith("none (subprocess example")
+
+
+@pytest.fixture(scope="module")
+def example_backend() -> Iterator[SandboxBackend]:
+    config = SandboxConfig(backend="subprocess", timeout_s=10, options=OPTIONS)
+    with _registered_class()(config) as backend:
+        yield backend
+
+
+def test_a_worker_killed_between_runs_is_reported_then_replaced(example_backend):
+    """The transport failing (the child process gone) is a record, then a fresh worker."""
+    with example_backend.open_session() as session:
+        session.run("x = 1")
+        session.process.kill()
+        lost = session.run("print(x)")
+        fresh = session.run("print('fresh', 'x' in dir())")
+    assert lost.error is not None
+    assert (lost.error.type, lost.session_died) == ("SessionDied", True)
+    assert "a fresh one starts on the next run" in lost.error.message
+    assert fresh.stdout == "fresh False\n"
+
+
+def test_a_worker_that_never_answers_ready_is_a_sandbox_error(tmp_path):
+    from codedance.sandboxes.base import SandboxError, SessionSpec
+
+    session_class = _load_example().SubprocessSession
+
+    class Broken(session_class):  # type: ignore[misc, valid-type]
+        def connect(self):
+            ours, theirs = socket.socketpair()
+            self.process = subprocess.Popen([sys.executable, "-c", "pass"], stdin=theirs)
+            theirs.close()
+            return ours
+
+    with pytest.raises(SandboxError, match=r"the sandbox worker did not start"):
+        Broken(SandboxConfig(), SessionSpec(), str(tmp_path))
+
+
+def test_the_engine_runs_in_any_python_and_its_result_becomes_a_record(tmp_path):
+    """``worker.engine.Engine`` + ``record_from_engine``: the path for non-stream transports."""
+    pytest.importorskip("PIL")
+    from codedance.sandboxes.engine import WORKER_DIR, record_from_engine
+
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(WORKER_DIR.parent)!r})\n"
+        "from worker.engine import Engine\n"
+        "engine = Engine('.', [], 8000)\n"
+        "header, blobs = engine.run(\"print('hi')\\nfrom PIL import Image\\n"
+        "Image.new('RGB', (2, 1), 'red')\")\n"
+        "open('result.json', 'w').write(json.dumps([header, [b.hex() for b in blobs]]))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=120)
+    header, blobs = json.loads((tmp_path / "result.json").read_text())
+    record = record_from_engine(header, [bytes.fromhex(b) for b in blobs], "test")
+    assert (record.stdout, record.isolation, record.ok) == ("hi\n", "test", True)
+    assert record.images[0].to_pil().getpixel((1, 0)) == (255, 0, 0)
+    with pytest.raises(ValueError, match="malformed"):
+        record_from_engine({"stdout": "x"}, [], "test")
