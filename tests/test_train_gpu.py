@@ -29,11 +29,6 @@ def test_one_training_step_on_a_gpu(tmp_path: Path) -> None:
     model = build_tiny_qwen2_5_vl(tmp_path / "tiny")
     data = tmp_path / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    convert = [
-        sys.executable, "-m", "codedance", "data", "to-verl", "--benchmark", "synthetic",
-        "--data", str(tmp_path / "gen"), "--option", "per_kind=1", "--out", str(data),
-    ]  # fmt: skip
-    subprocess.run(convert, check=True, env=env)
     config = {
         "training": {
             "model_path": str(model),
@@ -63,6 +58,15 @@ def test_one_training_step_on_a_gpu(tmp_path: Path) -> None:
     }
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
+    # Converted with the same config, so the prompt documents the same two tools: the tiny
+    # tokenizer spends ~0.8 tokens a character, and the prompt must fit the tiny model's
+    # 4096 positions (vLLM's max_model_len); with every tool documented it needs ~11,500.
+    convert = [
+        sys.executable, "-m", "codedance", "--config", str(path), "data", "to-verl",
+        "--benchmark", "synthetic", "--data", str(tmp_path / "gen"), "--option", "per_kind=1",
+        "--out", str(data),
+    ]  # fmt: skip
+    subprocess.run(convert, check=True, env=env)
     result = subprocess.run(
         [sys.executable, "-m", "codedance", "--config", str(path), "train"],
         env=env,
