@@ -65,6 +65,14 @@ class SessionCgroup:
                     return int((d / name).read_text())
         return 0
 
+    def peak_memory_bytes(self) -> int:
+        """The most memory the session ever had charged (v1 max_usage, v2 memory.peak)."""
+        for d in self.dirs:
+            for name in ("memory.max_usage_in_bytes", "memory.peak"):
+                with contextlib.suppress(OSError, ValueError):
+                    return int((d / name).read_text())
+        return 0
+
     def kill(self) -> None:
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
