@@ -197,7 +197,7 @@ class LocalSandbox(SandboxBackend):
             "await_configure": True,
             "workdir": INSIDE_WORKDIR if workdir is None else str(workdir),
             "mount_workdir_at": INSIDE_WORKDIR if zygote.bwrap else None,
-            "workdir_tmpfs": f"{size},mode=0700{owner}",
+            "workdir_tmpfs": f"{size},mode=0711{owner}",  # init (root, no DAC caps) enters it
             "workdir_label": label.split(",")[0],
             "sessions_root": INSIDE_SESSIONS if zygote.bwrap else None,
             "tmpfs": {"/tmp": f"{size},mode=1777"} if zygote.private_tmp else {},

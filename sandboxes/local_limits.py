@@ -65,6 +65,14 @@ class SessionCgroup:
                     return int((d / name).read_text())
         return 0
 
+    def peak_memory_bytes(self) -> int:
+        """The most memory the session ever had charged (v1 max_usage, v2 memory.peak)."""
+        for d in self.dirs:
+            for name in ("memory.max_usage_in_bytes", "memory.peak"):
+                with contextlib.suppress(OSError, ValueError):
+                    return int((d / name).read_text())
+        return 0
+
     def kill(self) -> None:
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
@@ -294,38 +302,78 @@ def kill_uid(uid: int, timeout: float = 2.0) -> bool:
 def safe_rmtree(path: Path) -> None:
     """Remove ``path`` whatever model code built in it; never raises.
 
-    Iterative (a 3,000-level chain would overflow ``shutil.rmtree``'s recursion on
-    some versions), makes directories writable before emptying them, and handles
-    any bytes in names. What cannot be removed is left, silently: cleanup must not
-    turn a finished session into an exception.
+    Iterative and relative (one directory descriptor at a time, names never joined
+    into long paths), so a 3,000-level chain neither overflows the recursion nor hits
+    the 4,096-byte path limit; makes each directory writable before emptying it;
+    takes any bytes in names. What cannot be removed is left, silently: cleanup
+    must not turn a finished session into an exception.
     """
-    root = os.fsencode(path)
-    with contextlib.suppress(OSError):
-        if not stat.S_ISDIR(os.lstat(root).st_mode):
-            os.unlink(root)
+    raw = os.fsencode(path).rstrip(b"/")
+    try:
+        if not stat.S_ISDIR(os.lstat(raw).st_mode):
+            os.unlink(raw)
             return
-    stack, done = [root], set()
-    while stack:
-        current = stack[-1]
-        with contextlib.suppress(OSError):
-            os.chmod(current, 0o700)
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            entries = []
-        pushed = False
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.path not in done:
-                        stack.append(entry.path)
-                        pushed = True
-                else:
-                    os.unlink(entry.path)
-            except OSError:
+        parent_path, base = os.path.split(raw)
+        top = os.open(parent_path or b".", _DIR_FLAGS)
+    except OSError:
+        return
+    try:
+        fd = _enter(top, base)
+    finally:
+        os.close(top)
+    if fd is not None:
+        _empty_and_remove(fd, base)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _enter(parent: int, name: bytes) -> int | None:
+    with contextlib.suppress(OSError):
+        os.chmod(name, 0o700, dir_fd=parent, follow_symlinks=False)
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except OSError:
+        return None
+
+
+def _empty_and_remove(fd: int, base: bytes) -> None:
+    names, stuck = [base], set()
+    while True:
+        child = None
+        with contextlib.suppress(OSError), os.scandir(fd) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.inode() not in stuck:
+                            child = os.fsencode(entry.name)
+                            break
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+                except OSError:
+                    continue
+        if child is not None:
+            deeper = _enter(fd, child)
+            if deeper is not None:
+                os.close(fd)
+                fd, names = deeper, [*names, child]
                 continue
-        if not pushed:
-            stack.pop()
-            done.add(current)
             with contextlib.suppress(OSError):
-                os.rmdir(current)
+                stuck.add(os.stat(child, dir_fd=fd, follow_symlinks=False).st_ino)
+            continue
+        inode = os.fstat(fd).st_ino
+        try:
+            parent = os.open(b"..", _DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return
+        os.close(fd)
+        name = names.pop()
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except OSError:
+            stuck.add(inode)
+        if not names:
+            os.close(parent)
+            return
+        fd = parent

@@ -35,14 +35,14 @@ NO_BWRAP = (
 #: What the zygote keeps when the host is root: build namespaces and mounts (SYS_ADMIN),
 #: start holders as the session's uid (SETUID, SETGID), kill sessions (KILL), give
 #: holders CPU limits they cannot raise (SYS_RESOURCE), drop the rest (SETPCAP).
-ZYGOTE_CAPS = (
-    "CAP_SYS_ADMIN",
-    "CAP_SETUID",
-    "CAP_SETGID",
-    "CAP_KILL",
-    "CAP_SYS_RESOURCE",
-    "CAP_SETPCAP",
-)
+ZYGOTE_CAPS = {
+    "CAP_SYS_ADMIN": 21,
+    "CAP_SETUID": 7,
+    "CAP_SETGID": 6,
+    "CAP_KILL": 5,
+    "CAP_SYS_RESOURCE": 24,
+    "CAP_SETPCAP": 8,
+}
 _HOST_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: The few files of /etc that the interpreter, the dynamic linker and fonts need.
 _ETC = (
@@ -131,8 +131,11 @@ class Zygote:
         ]
         if os.geteuid() == 0:  # bubblewrap keeps root's capabilities unless told
             argv += ["--cap-drop", "ALL"]
-            for cap in ZYGOTE_CAPS:
-                argv += ["--cap-add", cap]
+            permitted = _own_capabilities()
+            for cap, bit in ZYGOTE_CAPS.items():
+                # Asked for a capability the host lacks, bubblewrap 0.8 keeps them all.
+                if permitted >> bit & 1:
+                    argv += ["--cap-add", cap]
         else:
             argv += ["--unshare-user"]
         for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
@@ -222,6 +225,18 @@ class Zygote:
 
 
 _BOOT = "import sys; sys.path.insert(0, {path!r}); from worker.zygote import main; main()"
+
+
+def _own_capabilities() -> int:
+    """This process's permitted capabilities (a container's root may lack some)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("CapPrm:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _bind_or_link(path: str) -> list[str]:

@@ -80,6 +80,7 @@ class Holder:
         started = time.monotonic()
         try:
             header, blobs = recv_message(ours)
+            header["token"] = str(header.get("token", ""))  # no token: init rejects it
         except TimeoutError:
             self._kill(pid, own_namespace)
             header, blobs = failure(f"the code ran longer than {timeout:g} s", timeout, True), []
@@ -143,7 +144,9 @@ class Holder:
             isolation.limit_cpu_from_now(int(self.spec.get("cpu_time_s", 60)))
             self.engine.after_fork()
             header, blobs = self.engine.run(code)
-            send_message(channel, header, blobs)
+            # The token travels with the frame; the holder forwards it as it came, so a
+            # frame the code forged on this channel fails init's check like any other.
+            send_message(channel, {**header, "token": self.token}, blobs)
             _, fds, _, _ = socket.recv_fds(channel, 16, 1)
             if not fds:
                 os._exit(0)
@@ -166,7 +169,8 @@ class Holder:
             header["restored"], why = self.notice
             header["stderr"] = f"[{why}]\n" + str(header.get("stderr", ""))
             self.notice = None
-        send_message(self.channel, {"op": "result", **header, "token": self.token}, blobs)
+        token = header.pop("token", self.token)  # a runner's claim is checked by init
+        send_message(self.channel, {**header, "op": "result", "token": token}, blobs)
 
 
 def failure(message: str, duration: float, timed_out: bool = False) -> dict[str, Any]:

@@ -258,7 +258,7 @@ class Init:
                 self.chan.settimeout(max(0.1, deadline - time.monotonic()))
                 try:
                     header, blobs, raw = recv_frame(self.chan)
-                except ProtocolError as exc:
+                except (ProtocolError, OSError) as exc:  # OSError: a torn frame timed out
                     if "closed" in str(exc) or self._reap(self.pid):
                         self._lost("the process running the code exited or was killed")
                     else:  # a torn or oversized frame from a live process
@@ -282,7 +282,9 @@ class Init:
                     f"the code used more than its {self.cpu} s of CPU time and was killed "
                     "with every process of the session; the session restarted from its inputs"
                 )
-                self._report_lost(failure(message, time.monotonic() - start))
+                header = failure(message, time.monotonic() - start)
+                header["error"]["type"] = "CPUTimeExceeded"
+                self._report_lost(header)
                 return None, [], b""
             if time.monotonic() >= deadline:
                 self._kill_everything()
@@ -399,7 +401,10 @@ def _holder_main(channel: socket.socket, spec: dict[str, Any]) -> None:
         isolation.close_fds_except((channel.fileno(),))
         _drop_privileges(spec)
         isolation.set_limits(spec.get("session_limits", {}))
-        isolation.set_limits(spec.get("holder_limits", {}))
+        limits = dict(spec.get("holder_limits", {}))
+        if "as" in limits:  # memory_mb on top of what the fork already maps (shared pages)
+            limits["as"] += _mapped_bytes()
+        isolation.set_limits(limits)
         message, blobs = recv_message(channel)
         if message.get("op") != "configure":
             os._exit(0)
@@ -421,6 +426,15 @@ def _holder_main(channel: socket.socket, spec: dict[str, Any]) -> None:
         Holder(channel, engine, config).serve()
     finally:
         os._exit(0)
+
+
+def _mapped_bytes() -> int:
+    """This process's address space now (the zygote's imports, shared with it)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
 
 
 def _write_inputs(names: list[str], blobs: list[bytes]) -> None:

@@ -154,9 +154,7 @@ def _isolate(spec: dict[str, Any]) -> str:
     target = spec.get("mount_workdir_at")
     if target:  # the working directory: a tmpfs of its own, sized, counted in its memory
         isolation.mount("tmpfs", target, "tmpfs", flags, spec["workdir_tmpfs"])
-        features.append(spec.get("workdir_label", "workdir tmpfs"))
-        if uid is not None:
-            os.chown(target, uid, uid)
+        features.append(spec.get("workdir_label", "workdir tmpfs"))  # owned via uid=/gid=
     else:
         target = spec["workdir"]
     hidden = spec.get("sessions_root")
