@@ -66,7 +66,7 @@ def exec_command(
         tools=None if no_tools else _tool_bundle(app),
     )
     sandbox = backend_class(settings.model_copy(update={"backend": name}))
-    with sandbox, sandbox.open_session(spec) as session:
+    with sandbox, sandbox.open_session(sandbox.session_spec(spec)) as session:
         record = session.run(code, timeout)
     paths = _save_images(record, out)
     if as_json:

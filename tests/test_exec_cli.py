@@ -140,3 +140,19 @@ def test_json_output_keeps_control_characters_and_undecodable_names_exactly(tmp_
     assert "\r ok\tend" in record["stdout"]
     assert record["error"]["message"] == "lone \udcff \x1b[31mred"
     assert [os.fsencode(name) for name in record["files"]] == [b"bad\xff.txt"]
+
+
+def test_exec_caps_native_threads_as_configured(tmp_path):
+    code = "import os\nprint(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+    result = _exec("--no-tools", "-", stdin=code, cwd=tmp_path)
+    assert result.stdout == "1 1\n", result.stderr
+    env = {**os.environ, "CODEDANCE_LOAD_PLUGINS": ""}
+    raised = subprocess.run(
+        [sys.executable, "-m", "codedance", "-o", "sandbox.threads=2", "exec", "--no-tools", "-"],
+        input=code,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert raised.stdout == "2 2\n", raised.stderr

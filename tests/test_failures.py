@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from codedance import hookimpl
 from codedance.core.config import SandboxConfig
 from codedance.evaluation.report import markdown, summarize_run
 from codedance.plugins.protocols.codedance import CodeDanceProtocol
@@ -247,3 +249,63 @@ def test_admission_runs_at_most_the_configured_number_at_once():
         assert backend.admission.waited >= 2
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, spans
+
+
+class WipedLocalSandbox(LocalSandbox):
+    """The real local backend on a host whose /tmp cleaner removed its session folder."""
+
+    name = "local-wiped"
+
+    def _ensure_zygote(self):  # type: ignore[no-untyped-def]
+        import shutil
+
+        zygote = super()._ensure_zygote()
+        shutil.rmtree(zygote.sessions_root, ignore_errors=True)
+        return zygote
+
+
+class WipedPlugin:
+    @staticmethod
+    @hookimpl
+    def register_sandboxes(register):  # type: ignore[no-untyped-def]
+        register(WipedLocalSandbox)
+
+
+def _eval(codedance_cli, tmp_path: Path, config=(), extra=()):  # type: ignore[no-untyped-def]
+    pytest.importorskip("rapidocr_onnxruntime")
+    args = ["-o", "runtime.infra_retries=0", *config, "eval", "--benchmark", "synthetic"]
+    args += ["--data", str(tmp_path / "gen"), "--option", "per_kind=1", *extra, "--out"]
+    return codedance_cli(*args, str(tmp_path / "run"))
+
+
+def test_eval_whose_sessions_cannot_start_exits_1_with_the_reason(
+    codedance_cli, register_plugin, tmp_path
+):
+    register_plugin(WipedPlugin, name="wiped")
+    result = _eval(codedance_cli, tmp_path, config=("-o", "sandbox.backend=local-wiped"))
+    assert result.exit_code == 1, result.output
+    assert "sandbox_start: 4 (the framework's failure, not scored)" in result.output
+    assert "every task failed: the sandbox session did not start" in result.output
+    assert "Fix: run `codedance doctor`" in result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["categories"]["all"]["n"] == 0  # no wrong answers were invented
+    assert report["stops"] == {"infrastructure": 4}
+    assert "Errors by kind" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_eval_reports_the_models_code_errors_by_kind_with_a_link(codedance_cli, tmp_path):
+    broken = "<code>\n```python\nraise RuntimeError('boom \\x1b[2J')\n```\n</code>"
+    ids = ["count_shapes-0-0", "bar_chart-0-0", "small_tag-0-0", "triangle-0-0"]
+    replay = "".join(
+        json.dumps({"id": i, "turns": [broken, "<answer>0</answer>"]}) + "\n" for i in ids
+    )
+    (tmp_path / "replay.jsonl").write_text(replay)
+    result = _eval(
+        codedance_cli, tmp_path, extra=("--model", f"replay:{tmp_path / 'replay.jsonl'}")
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| code:RuntimeError"))
+    assert "| 4 | no | boom \\x1b[2J |" in row
+    assert "(view.html#t-" in row
