@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from codedance.core.errors import CodedanceError
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["EXTRAS", "TORCH_PIN", "Check", "run_checks"]
 
 Status = Literal["ok", "warn", "fail"]
+_T = TypeVar("_T")
 
 #: extra -> modules it provides (import names), one per package pyproject.toml lists
 #: (tests/test_doctor_extras.py keeps the two in step).
@@ -215,11 +216,21 @@ def _backend_checks(app: App) -> Iterator[Check]:
             if probe is None:
                 continue
             try:
-                problem = probe()
+                problem = _with_config(probe, app, kind)()
             except Exception as exc:
                 problem = f"doctor() raised {type(exc).__name__}: {exc}"
             status: Status = "ok" if problem is None else "warn"
             # A class-level describe() (sandboxes); a model's describe() needs an instance.
             describe = getattr(entry.obj, "describe", None)
-            detail = problem or (str(describe()) if inspect.ismethod(describe) else "usable")
+            if problem is None and describe is not None and inspect.ismethod(describe):
+                detail = str(_with_config(describe, app, kind)())
+            else:
+                detail = problem or "usable"
             yield Check("backend", f"{kind} {entry.name}", status, detail)
+
+
+def _with_config(function: Callable[..., _T], app: App, kind: str) -> Callable[[], _T]:
+    """``function`` given the sandbox settings when it takes ``config`` (the Docker image row)."""
+    if kind == "sandbox" and "config" in inspect.signature(function).parameters:
+        return lambda: function(config=app.config.sandbox)
+    return function

@@ -118,7 +118,7 @@ def build_image(
 
 def _follow(stream: Any, echo: Callable[[str], None], what: str) -> str:
     """Echo the build's output; the image id, or SandboxError with the failing step's text."""
-    image_id, tail = "", []
+    image_id, tail = "", list[str]()
     for chunk in stream:
         if "error" in chunk:
             context = "".join(tail[-15:]).strip()

@@ -35,7 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def engine_problem() -> str | None:
-    """Why the real-engine tests cannot run here, with the fix; None when they can."""
+    """Why the real-engine tests cannot run here, with the fix; None when they can.
+
+    A missing sandbox image is built from ``$CODEDANCE_DOCKER_BASE`` when that is set
+    (CI sets it to its debootstrap base), through ``codedance sandbox build-image``'s code.
+    """
     try:
         import docker
     except ImportError:
@@ -45,19 +49,37 @@ def engine_problem() -> str | None:
             client.ping()
             client.images.get(IMAGE)
     except docker.errors.ImageNotFound:
-        return (
-            f"the sandbox image {IMAGE!r} is not on the engine: "
-            f"codedance sandbox build-image --tag {IMAGE}"
-        )
+        return _build_missing_image()
     except Exception as exc:
         return f"no Docker engine answers ({type(exc).__name__}: {exc}); start dockerd"
     return None
 
 
+def _build_missing_image() -> str | None:
+    base = os.environ.get("CODEDANCE_DOCKER_BASE")
+    if not base:
+        return (
+            f"the sandbox image {IMAGE!r} is not on the engine: "
+            f"codedance sandbox build-image --tag {IMAGE} (or set CODEDANCE_DOCKER_BASE)"
+        )
+    from codedance.sandboxes.docker_build import build_image
+
+    try:
+        build_image(base, IMAGE, echo=lambda line: None)
+    except SandboxError as exc:
+        return f"building {IMAGE!r} from $CODEDANCE_DOCKER_BASE={base!r} failed: {exc}"
+    return None
+
+
+_PROBLEM: list[str | None] = []  # asked once per run
+
+
 @pytest.fixture(scope="module")
 def real_engine() -> Any:
     """The docker SDK client on the real engine; skip (fail under CI) when there is none."""
-    problem = engine_problem()
+    if not _PROBLEM:
+        _PROBLEM.append(engine_problem())
+    problem = _PROBLEM[0]
     if problem is not None:
         if REQUIRED:
             pytest.fail(f"CODEDANCE_REQUIRE_DOCKER=1 but {problem}")
@@ -160,9 +182,9 @@ def test_root_is_read_only_and_there_is_no_network(session):
 def test_host_files_and_environment_are_invisible(backend, monkeypatch):
     monkeypatch.setenv("CODEDANCE_TEST_SECRET", "s3cret-4f2a")
     code = (
-        "import os\nprint(os.path.exists(%r), 'CODEDANCE_TEST_SECRET' in os.environ)\n"
+        f"import os\nprint(os.path.exists({str(ROOT)!r}), 'CODEDANCE_TEST_SECRET' in os.environ)\n"
         "print(open('/proc/1/cmdline', 'rb').read().split(b'\\0')[0])"
-    ) % str(ROOT)
+    )
     with backend.open_session() as session:
         lines = session.run(code).stdout.splitlines()
     assert lines[0] == "False False"
@@ -230,7 +252,8 @@ def test_a_forged_oversized_frame_is_rejected_and_records_stay_in_step(session):
     session.run("kept = 1")
     record = session.run(FORGE.format(payload="'F' * 5_000_007"))
     assert len(record.stdout) < 10_000
-    assert record.error is not None and record.error.type == "SessionCompromised"
+    assert record.error is not None
+    assert record.error.type == "SessionCompromised"
     assert "forged" in record.error.message
     follow = [session.run(f"print({i})") for i in range(3)]
     assert [r.stdout for r in follow] == ["0\n", "1\n", "2\n"]
@@ -288,7 +311,8 @@ def test_a_timeout_kills_the_processes_a_fork_bomb_left(session):
 
 def test_memory_bomb_is_an_error_and_the_session_goes_on(session):
     record = session.run("block = bytearray(8 * 2**30)")
-    assert record.error is not None and record.error.type == "MemoryError"
+    assert record.error is not None
+    assert record.error.type == "MemoryError"
     assert session.run("print('alive')").stdout == "alive\n"
 
 
@@ -309,7 +333,8 @@ CHILD = """
 import sys, time
 from codedance.core.config import SandboxConfig
 from codedance.sandboxes.docker import DockerSandbox
-backend = DockerSandbox(SandboxConfig(backend="docker", options={{"image": {image!r}, "pool_size": 0}}))
+options = {{"image": {image!r}, "pool_size": 0}}
+backend = DockerSandbox(SandboxConfig(backend="docker", options=options))
 session = backend.open_session()
 print(session.container.id, flush=True)
 time.sleep(600)
@@ -333,8 +358,12 @@ def test_killing_the_host_process_leaves_no_container(real_engine):
 
 
 def test_a_starting_backend_removes_containers_of_dead_owners(real_engine):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
-                          capture_output=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
     import socket
 
     orphan = real_engine.containers.run(
@@ -395,9 +424,27 @@ def test_exec_crops_an_input_image_and_writes_a_file(real_engine, tmp_path):
         "image.crop((10, 10, 42, 26))"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "codedance", "-o", f"sandbox.options.image={IMAGE}", "exec",
-         "--backend", "docker", "--image", str(picture), "--json", "--out", str(tmp_path), "-"],
-        input=code, capture_output=True, text=True, timeout=180, check=True,
+        [
+            sys.executable,
+            "-m",
+            "codedance",
+            "-o",
+            f"sandbox.options.image={IMAGE}",
+            "exec",
+            "--backend",
+            "docker",
+            "--image",
+            str(picture),
+            "--json",
+            "--out",
+            str(tmp_path),
+            "-",
+        ],
+        input=code,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
     )
     record = json.loads(done.stdout)
     assert record["stdout"] == "seen (100, 80)\n"
@@ -407,12 +454,15 @@ def test_exec_crops_an_input_image_and_writes_a_file(real_engine, tmp_path):
     assert Image.open(image).size == (32, 16)
 
 
-def test_build_image_labels_what_doctor_reads(real_engine):
-    from codedance.sandboxes.docker_build import build_image
-
+def test_build_image_command_labels_what_doctor_reads(real_engine, codedance_cli):
+    """`codedance sandbox build-image` from the sandbox image itself (pip has nothing to do)."""
     tag = "codedance-sandbox:test-build"
-    build_image(IMAGE, tag, echo=lambda line: None)
+    result = codedance_cli("sandbox", "build-image", "--base", IMAGE, "--tag", tag)
     try:
+        assert result.exit_code == 0, result.output
+        assert f"built {tag}" in result.output
+        labels = real_engine.images.get(tag).labels
+        assert labels["org.codedance.sandbox.tools"] == "numpy,PIL,cv2,matplotlib,sympy,shapely"
         config = SandboxConfig(backend="docker", options={"image": tag})
         assert DockerSandbox.doctor(config) is None
         assert "built by codedance" in DockerSandbox.describe(config)

@@ -88,7 +88,8 @@ def _parse_header(data: bytes, max_blob: int) -> dict[str, Any]:
         raise ProtocolError("a header that is not an object with a list of blob sizes")
     if sum(sizes) > max_blob:
         raise ProtocolError(f"blobs of {sum(sizes)} bytes exceed {max_blob}")
-    return header
+    checked: dict[str, Any] = header
+    return checked
 
 
 def result_problem(header: dict[str, Any], blobs: list[bytes], max_chars: int) -> str | None:
@@ -174,7 +175,8 @@ class Relay:
     def serve(self) -> None:
         """Relay until the host closes its stream; then end every process of the session."""
         while True:
-            ready = select.select([self.host_in, self.channel], [], [], 1.0)[0]
+            watched: list[Any] = [self.host_in, self.channel]
+            ready = select.select(watched, [], [], 1.0)[0]
             if self.host_in in ready and not self._from_host():
                 break
             if self.channel in ready:
@@ -252,7 +254,7 @@ class Relay:
         if self.pending is None:
             self.compromise(f"a {header.get('op')!r} frame nobody asked for")
             return False
-        op, seq = self.pending
+        _op, seq = self.pending
         if header.get("op") == "result":
             problem = result_problem(header, blobs, self.max_chars)
             if problem is not None:
@@ -260,9 +262,9 @@ class Relay:
                 return False
             self._add_notice(header)
         self.pending = None
-        self.send_host({**header, "seq": seq}, blobs)
         if header.get("timed_out") and not header.get("session_died"):
-            kill_leftovers(self.pid, self.spec.get("on_error", "keep"))
+            kill_leftovers(self.pid, self.spec.get("on_error", "keep"))  # before the host hears
+        self.send_host({**header, "seq": seq}, blobs)
         return True
 
     def _add_notice(self, header: dict[str, Any]) -> None:

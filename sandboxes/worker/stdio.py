@@ -17,6 +17,7 @@ channel to the relay before it writes the inputs and serves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,6 +44,7 @@ def main(modules: list[str] | None = None) -> None:
     host_in, host_out = os.dup(0), os.dup(1)
     _silence_standard_streams()
     _shield()
+    _seed_matplotlib_cache()
     loaded = preload(list(PRELOAD if modules is None else modules))
     reader = FrameReader()
     relay_out = _Out(host_out)
@@ -79,6 +81,17 @@ def _silence_standard_streams() -> None:
     for fd in (0, 1):
         os.dup2(null, fd)
     os.close(null)
+
+
+def _seed_matplotlib_cache(image_cache: str = "/opt/codedance-image/matplotlib") -> None:
+    """Copy the font cache the sandbox image built into our (empty, tmpfs) MPLCONFIGDIR."""
+    target = os.environ.get("MPLCONFIGDIR")
+    if not target or not os.path.isdir(image_cache):
+        return
+    import shutil
+
+    with contextlib.suppress(OSError):
+        shutil.copytree(image_cache, target, dirs_exist_ok=True)
 
 
 def _shield() -> None:
@@ -121,10 +134,8 @@ def _close_all_but(keep: int) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2 and fd != keep:
-            try:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
                 os.close(fd)
-            except OSError:
-                pass  # the listing's own descriptor, already closed
 
 
 def _serve_session(
@@ -161,7 +172,7 @@ def _enter_workdir(
 ) -> None:
     """Enter the workdir and write the input files, as ``uid`` (the workdir is its, 0700)."""
     switch = uid is not None and os.geteuid() == 0 and uid != 0
-    if switch:
+    if uid is not None and switch:
         os.setegid(uid if gid is None else gid)
         os.seteuid(uid)  # a root relay keeps its real uid, so it can come back
     try:
@@ -189,4 +200,3 @@ def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
             raise PermissionError(f"could not drop to uid {uid}")
         isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable
     return [f"code as uid {uid}, relay apart as uid 0 (non-dumpable)"]
-
