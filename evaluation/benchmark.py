@@ -65,14 +65,20 @@ class Benchmark(ABC):
         """``build()``, or ``None`` after recording why the row at ``where`` is unusable.
 
         A :class:`BenchmarkDataError` from one row (a malformed field, a missing
-        image) becomes a :class:`DataProblem` in :attr:`problems` and the row is
-        skipped; with ``--option strict=true`` it is raised instead.
+        image), or a ``ValueError``/``TypeError``/``KeyError``/``AttributeError``/
+        ``IndexError`` from a field of a shape the loader did not expect, becomes a
+        :class:`DataProblem` in :attr:`problems` and the row is skipped; with
+        ``--option strict=true`` it is raised instead.
         """
         try:
             return build()
         except BenchmarkDataError as error:
             self.skip(where, error)
-            return None
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+            # a field of an unexpected shape that the loader did not check: still one row
+            problem = f"{where}: unreadable row ({type(error).__name__}: {error})"
+            self.skip(where, BenchmarkDataError(f"benchmark {self.name!r}: {problem}"))
+        return None
 
     def skip(self, where: str, error: BenchmarkDataError) -> None:
         """Record that the row at ``where`` is skipped because of ``error`` (strict: raise it)."""

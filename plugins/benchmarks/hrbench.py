@@ -53,6 +53,10 @@ _SUFFIXES = (".tsv", ".parquet")
 class _HRBench(Benchmark):
     """HR-Bench at one resolution (``size``); the two registered classes set it."""
 
+    grader: ClassVar[str] = (
+        "rule-based stand-in for HR-Bench's LLM judge: the option letter (or one option's text)"
+    )
+
     size: ClassVar[str] = ""
     source: ClassVar[str] = "https://huggingface.co/datasets/DreamMr/HR-Bench"
 

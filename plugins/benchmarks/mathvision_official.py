@@ -21,6 +21,8 @@ the right option. The response is first reduced by codedance's answer extraction
 from __future__ import annotations
 
 import re
+import signal
+import threading
 
 __all__ = ["official_answer", "official_equal", "strip_string"]
 
@@ -32,6 +34,8 @@ _REMOVED = (
     ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("{m}^3", ""), ("m^3", ""),
     ("{units}", ""), ("units", ""), ("{km}", ""), ("km", ""),
 )  # fmt: skip
+_PARSE_TIMEOUT_S = 5
+_UNGUARDED_CHARS = 200
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _LETTER = re.compile(r"[A-Za-z]")
 _LABELS = tuple((f"({c})", c) for c in "abcde") + tuple((f"{{{c}}}", c) for c in "abcde")
@@ -190,8 +194,11 @@ def _sympy_value(text: str) -> float | None:
     except ImportError:  # the rewards extra is missing: numbers only
         return None
     config = (math_verify.LatexExtractionConfig(),)
+    timeout = _timeout()
+    if timeout is None and len(text) > _UNGUARDED_CHARS:
+        return None  # no alarm can stop a slow parse here: long spans are not numbers
     try:
-        parsed = math_verify.parse(f"${text}$", extraction_config=config, parsing_timeout=None)
+        parsed = math_verify.parse(f"${text}$", extraction_config=config, parsing_timeout=timeout)
     except Exception:  # math-verify raises many kinds on odd LaTeX: not a number
         return None
     for expression in parsed:
@@ -201,6 +208,13 @@ def _sympy_value(text: str) -> float | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def _timeout() -> int | None:
+    """Seconds for math-verify's SIGALRM guard, where one can be used (main thread)."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        return None
+    return None if signal.getitimer(signal.ITIMER_REAL)[0] > 0 else _PARSE_TIMEOUT_S
 
 
 def _is_float(text: str) -> bool:
