@@ -111,6 +111,21 @@ class Benchmark(ABC):
         mode = self.scorer_mode
         return {"mode": mode, "grader": self.graders.get(mode, self.grader)}
 
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """The official LLM grader's prompt about ``response``, for ``--judge``.
+
+        ``None`` (the default) when the benchmark's official grader is not an LLM;
+        benchmarks graded by one (CharXiv, MathVerse, HR-Bench) fill in its prompt as
+        their official scripts do. ``response`` is the model's final message.
+        """
+        return None
+
+    def judge_verdict(self, reply: str) -> float | None:
+        """The score the official grader's ``reply`` gives (default: ``parse_verdict``)."""
+        from codedance.rewards.judge import parse_verdict
+
+        return parse_verdict(reply)
+
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
         """Benchmark-specific metrics beyond accuracy (e.g. We-Math's four dimensions).
 

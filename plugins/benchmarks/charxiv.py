@@ -59,6 +59,8 @@ from codedance.evaluation.files import find_file, read_json
 from codedance.plugins.benchmarks.charxiv_rubric import (
     answer_candidates,
     expresses_absence,
+    grading_prompt,
+    grading_verdict,
     same_trend,
     script_order,
 )
@@ -283,6 +285,15 @@ class CharXivBenchmark(Benchmark):
         candidates = answer_candidates(response.text, marked=response.marked)
         right = any(judge(text, task.answer, rule, marked=response.marked) for text in candidates)
         return 1.0 if right else 0.0
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """CharXiv's own GPT-4o grading query for ``response`` (``--judge``)."""
+        if task.answer is None:
+            return None
+        return grading_prompt(task.metadata, task.answer, response)
+
+    def judge_verdict(self, reply: str) -> float | None:
+        return grading_verdict(reply)
 
     def _json(self, name: str) -> Path | None:
         return find_file(name, (self.data / "data", self.data))

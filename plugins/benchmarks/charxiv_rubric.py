@@ -19,7 +19,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["answer_candidates", "expresses_absence", "same_trend", "script_order", "trend"]
+__all__ = [
+    "answer_candidates",
+    "expresses_absence",
+    "grading_prompt",
+    "grading_verdict",
+    "same_trend",
+    "script_order",
+    "trend",
+]
 
 _ABSENCE = re.compile(
     r"\bnot\s+applicable\b|^(?:n/?a|none)$|\bthere\s+(?:is|are)\s+no\b|\bno\s+(?:title|"
@@ -67,3 +75,44 @@ def answer_candidates(text: str, *, marked: bool) -> list[str]:
     found = _LAST_IS.match(text.strip())
     tail = found.group(1).strip() if found else ""
     return [text, tail] if tail and tail != text else [text]
+
+
+# -- the official GPT-4o grading prompt (``--judge``) ------------------------------------
+
+_RUBRIC_BY_QID = {1: "title", 11: "bool", 13: "enum", 16: "trend", 18: "layout"}
+_RUBRIC_BY_QID |= dict.fromkeys((2, 3, 4, 5, 6, 7), "ocr")
+_RUBRIC_BY_QID |= dict.fromkeys((8, 9, 10, 12, 14, 15, 17, 19), "quant")
+_SCORE = re.compile(r'"score(?:_T1)?"\s*:\s*"?([01])\b')
+
+
+def grading_prompt(metadata: dict[str, object], answer: str, response: str) -> str | None:
+    """CharXiv's grading query for one response, built as ``src/*_utils.py`` builds it.
+
+    Reasoning: the prefix, then the rules and examples of the question's
+    ``inst_category`` with the question, ground truth and response filled in.
+    Descriptive: a batch of one (``T1``) under the template's overarching question,
+    with the rubric of its ``qid``.
+    """
+    from codedance.plugins.benchmarks import judge_prompts as prompts
+
+    if "inst_category" in metadata:
+        inst = prompts.CHARXIV_REASONING_INST[int(str(metadata["inst_category"]))]
+        filled = inst.replace("<|question|>", str(metadata.get("raw_question", "")))
+        filled = filled.replace("<|ground_truth|>", answer).replace("<|response|>", response)
+        return prompts.CHARXIV_REASONING_PREFIX + filled
+    qid = metadata.get("qid")
+    if not isinstance(qid, int) or qid not in _RUBRIC_BY_QID:
+        return None
+    prefix = (
+        prompts.CHARXIV_DESCRIPTIVE_PREFIX.replace("<|NUM_TRIPLETS|>", "1")
+        .replace("<|OVERARCHING_QUESTION|>", prompts.CHARXIV_DESCRIPTIVE_QUESTIONS[qid])
+        .replace("<|JSON_KEYS|>", str(["extract_answer_T1", "score_T1"]))
+    )
+    rubric = prompts.CHARXIV_DESCRIPTIVE_ICL[_RUBRIC_BY_QID[qid]]
+    return f"{prefix}{rubric}T1:\nResponse 1: {response}\nGround Truth 1: {answer}\n\n"
+
+
+def grading_verdict(reply: str) -> float | None:
+    """The ``score`` (reasoning) or ``score_T1`` (descriptive) of the grader's JSON reply."""
+    found = _SCORE.search(reply)
+    return None if found is None else float(found.group(1))

@@ -78,6 +78,7 @@ VERSIONS = (*MAIN_VERSIONS, "Text Only")
 PROMPTS = ("query_cot", "query_wo", "question")
 
 # "A:40°", "A. 40°", "(A) 40°"; \uff1a is the full-width colon of some sources.
+_JUDGEMENT = re.compile(r"(?:judgement\s*:\s*|^\s*)([01])\b", re.IGNORECASE | re.MULTILINE)
 _INLINE_LABEL = re.compile(r"(?:(?<=[\s.])|^)([A-H])\.\s")
 _LABELLED = re.compile(r"\b([A-Za-z]+)\s*:\s*(.+?)(?=\s+and\s+[A-Za-z]+\s*:|;|$)")
 _CHOICE_LINE = re.compile(r"^\s*\(?([A-H])\)?\s*[:.\uff1a)]\s*(.*?)\s*$")
@@ -137,6 +138,26 @@ class MathVerse(Benchmark):
             return 0.0
         same = all(score_answer(given[k], parts[k], "math") == 1.0 for k in parts)
         return 1.0 if same else 0.0
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """MathVerse's own scoring prompt (``demo_prompt_score``) for the extracted answer.
+
+        Officially GPT first extracts the answer (step 1); codedance's extraction
+        (``<answer>``, ``\\boxed``, "the answer is") takes that step's place.
+        """
+        from codedance.plugins.benchmarks.judge_prompts import MATHVERSE_SCORE_PROMPT
+
+        if task.answer is None:
+            return None
+        question = task.metadata.get("question_for_eval") or task.metadata.get("raw_question", "")
+        return MATHVERSE_SCORE_PROMPT.format(
+            question=question, gt=task.answer, extraction=extract_answer(response)
+        )
+
+    def judge_verdict(self, reply: str) -> float | None:
+        """The 0 or 1 of "Judgement: 1" (the prompt's own answer form), or a lone digit."""
+        found = _JUDGEMENT.findall(reply)
+        return float(found[-1]) if found else None
 
     def _versions(self) -> set[str]:
         wanted = self.options.get("versions", ["Vision Only"])
@@ -283,6 +304,7 @@ def _metadata(row: Mapping[str, Any]) -> dict[str, Any]:
         "source": meta.get("source"),
         "question_type": row.get("question_type"),
         "question_for_eval": row.get("question_for_eval"),
+        "raw_question": row.get("question"),
     }
 
 
