@@ -75,7 +75,7 @@ def test_official_scoring_is_lmms_evals_exact_match(tmp_path: Path) -> None:
     three, _, ten = load(write(tmp_path / "cb", columns()), tmp_path)
     assert score(three, "<answer>3</answer>") == 1.0
     assert score(three, "<answer> Three </answer>") == 1.0  # number words read as digits
-    assert score(three, "The answer is three.") == 1.0
+    assert score(three, "The answer is three.") == 0.0  # the whole response, as given
     assert score(three, "<answer>4</answer>") == 0.0
     assert score(three, "<answer>3.5</answer>") == 0.0
     assert score(three, "There are three apples.") == 0.0  # not exactly the count

@@ -59,17 +59,16 @@ def solve(bench: Benchmark, task: Task, response: str) -> float:
 
 
 def forms(*answers: str) -> list[str]:
-    """Each answer in a tag and as the closing sentence the benchmarks' prompts ask for.
+    """Each answer in the protocol's tag and bare, the forms the benchmarks' prompts ask for."""
+    return [form for a in answers for form in (f"<answer>{a}</answer>", a)]
 
-    A gold of several lines (MathVerse's "C\nD") is only given in the tag: a closing
-    sentence ends at its line.
+
+def sentences(*answers: str) -> list[str]:
+    """Each answer as a closing sentence, which the lenient scorers read too.
+
+    A gold of several lines (MathVerse's "C\\nD") is left out: a sentence ends at its line.
     """
-    return [
-        form
-        for a in answers
-        for form in (f"<answer>{a}</answer>", f"The answer is {a}.")
-        if "\n" not in a or form.startswith("<answer>")
-    ]
+    return [f"The answer is {a}." for a in answers if "\n" not in a]
 
 
 def load_twice(bench: Benchmark, root: Path, images: Iterable[str], tmp_path: Path) -> list[Task]:
@@ -95,10 +94,13 @@ def test_wemath_real_rows_all_load_and_gold_letters_score(tmp_path: Path) -> Non
     assert len(tasks) == len(rows) == 39
     published = [t for t in tasks if t.metadata["options_as_published"]]
     assert len(published) == 10  # the rows whose option string breaks the schema
+    lenient = WeMath(root, {"scorer": "lenient"})
     for task in tasks:
         assert task.answer is not None
         for response in (*forms(task.answer), f"Answer: {task.answer}"):
             assert solve(bench, task, response) == 1.0, (task.id, response)
+        for response in sentences(task.answer):
+            assert solve(lenient, task, response) == 1.0, (task.id, response)
         if task.options:
             labelled = f"{task.answer}. {task.options[ord(task.answer) - 65]}"
             assert solve(bench, task, f"<answer>{labelled}</answer>") == 1.0, task.id
@@ -112,7 +114,7 @@ def test_mathvista_real_rows_match_query_json_and_gold_scores(tmp_path: Path) ->
     rows = json.loads((root / "testmini.json").read_text())
     queries = json.loads((root / "query.json").read_text())
     (root / "query.json").unlink()  # the prompt is then built as build_query.py builds it
-    bench = MathVista(root)
+    bench, lenient = MathVista(root), MathVista(root, {"scorer": "lenient"})
     tasks = load_twice(bench, root, {r["image"] for r in rows.values()}, tmp_path)
     assert {t.id for t in tasks} == set(rows)
     for task in tasks:
@@ -121,6 +123,8 @@ def test_mathvista_real_rows_match_query_json_and_gold_scores(tmp_path: Path) ->
         answers = [task.answer, gold] if task.options else [gold]
         for response in forms(*[str(a) for a in answers]):
             assert solve(bench, task, response) == 1.0, (task.id, response)
+        for response in sentences(*[str(a) for a in answers]):
+            assert solve(lenient, task, response) == 1.0, (task.id, response)
 
 
 # -- CharXiv ------------------------------------------------------------------------------
@@ -137,7 +141,7 @@ def test_charxiv_real_rows_all_load_and_gold_scores(tmp_path: Path, subset: str)
     assert len(tasks) == expected
     for task in tasks:
         assert task.answer is not None
-        for response in forms(task.answer.strip()):
+        for response in (*forms(task.answer.strip()), *sentences(task.answer.strip())):
             assert solve(bench, task, response) == 1.0, (task.id, task.answer, response)
 
 
@@ -154,9 +158,12 @@ def test_chartqa_real_rows_all_load_and_gold_scores(tmp_path: Path) -> None:
     bench = ChartQABenchmark(root)
     tasks = load_twice(bench, root, {f"test/png/{r['imgname']}" for r in rows}, tmp_path)
     assert [t.answer for t in tasks] == [r["label"] for r in rows]
+    lenient = ChartQABenchmark(root, {"scorer": "lenient"})
     for task in tasks:
         for response in forms(str(task.answer)):
             assert solve(bench, task, response) == 1.0, (task.id, response)
+        for response in sentences(str(task.answer)):
+            assert solve(lenient, task, response) == 1.0, (task.id, response)
 
 
 # -- MATH-Vision --------------------------------------------------------------------------
@@ -169,12 +176,14 @@ def test_mathvision_real_rows_all_load_and_gold_scores(tmp_path: Path) -> None:
     bench = MathVision(root)
     tasks = load_twice(bench, root, {r["image"] for r in rows}, tmp_path)
     assert {t.id for t in tasks} == {r["id"] for r in rows}
+    lenient = MathVision(root, {"scorer": "lenient"})
     for task in tasks:
-        answers: list[Any] = [task.answer]
-        if task.options and len(task.options[0]) > 1:  # options drawn in the image are letters
-            answers.append(task.options[ord(str(task.answer)) - 65])
-        for response in forms(*[str(a) for a in answers]):
+        for response in forms(str(task.answer)):  # the letter, or the value
             assert solve(bench, task, response) == 1.0, (task.id, response)
+            assert solve(lenient, task, response) == 1.0, (task.id, response)
+        if task.options and len(task.options[0]) > 1:  # options drawn in the image are letters
+            text = task.options[ord(str(task.answer)) - 65]
+            assert solve(lenient, task, f"<answer>{text}</answer>") == 1.0, (task.id, text)
 
 
 # -- MathVerse ----------------------------------------------------------------------------
@@ -192,7 +201,7 @@ def test_mathverse_real_text_only_rows_load_and_gold_scores(tmp_path: Path) -> N
         if task.options:  # the option as the question lists it ("D:140°") and as "D: 140°"
             text = task.options[ord(str(task.answer)) - 65]
             answers += [f"{task.answer}:{text}", f"{task.answer}: {text}"]
-        for response in forms(*answers):
+        for response in (*forms(*answers), *sentences(*answers)):
             assert solve(bench, task, response) == 1.0, (task.id, response)
 
 

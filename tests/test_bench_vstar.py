@@ -144,7 +144,7 @@ def test_lenient_score_reads_the_option_letter_or_text(tmp_path, prediction, exp
         ("(C) red", 1.0),
         ("The answer is option C.", 1.0),
         ("<answer>c</answer>", 1.0),  # uppercased first
-        ("Answer: C", 1.0),
+        ("Answer: C", 0.0),  # lmms-eval's first rule reads the A of "ANSWER"
         ("red", 0.0),  # lmms-eval wants the letter, never the option's text
         ("Clearly red", 1.0),  # its quirk: a response starting with a letter A-D
         ("B", 0.0),

@@ -35,7 +35,7 @@ from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.evaluation.benchmark import Benchmark
 from codedance.evaluation.files import data_files, iter_parquet_rows, place_error, write_image
-from codedance.rewards.answers import extract_answer
+from codedance.rewards.answers import answer_as_given
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["CountBenchBenchmark", "count_range", "official_count", "register_benchmarks"]
@@ -91,7 +91,7 @@ class CountBenchBenchmark(Benchmark):
         if self.scorer_mode == "lenient":
             return super().score(trajectory)
         return (
-            1.0 if official_count(extract_answer(trajectory.answer or "")) == task.answer else 0.0
+            1.0 if official_count(answer_as_given(trajectory.answer or "")) == task.answer else 0.0
         )
 
 

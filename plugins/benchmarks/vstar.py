@@ -43,7 +43,7 @@ from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.evaluation.benchmark import Benchmark, BenchmarkDataError
 from codedance.evaluation.files import data_files, iter_parquet_rows, jsonl_rows, write_image
-from codedance.rewards.answers import extract_answer
+from codedance.rewards.answers import answer_as_given
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["VStarBench", "official_letter", "parse_options", "register_benchmarks"]
@@ -184,7 +184,7 @@ class VStarBench(Benchmark):
         if self.scorer_mode == "lenient":
             return super().score(trajectory)
         return (
-            1.0 if official_letter(extract_answer(trajectory.answer or "")) == task.answer else 0.0
+            1.0 if official_letter(answer_as_given(trajectory.answer or "")) == task.answer else 0.0
         )
 
     def _field(self, row: Mapping[str, Any], key: str, where: str) -> Any:

@@ -21,9 +21,11 @@ the knowledge concept's second-level area (``root2``, e.g. "Angles and Length").
 
 Scoring is the official string match (``evaluation/four_dimensional_metrics.py``):
 the text after the last ``Answer``, without ``<``, ``>``, ``:`` and ``.``, must start
-with the answer letter (A-H). It is applied to the answer codedance extracts from
-the response (``<answer>``, ``\\boxed``), so ``B``, ``B. 400, 300`` and ``Answer: B``
-count, while ``(B)`` does not, exactly as officially. :func:`wemath_metrics`
+with the answer letter (A-H). By default (``--option scorer=official``) it reads the
+answer as given (the ``<answer>`` content, else the whole response), so ``B``, ``B.
+400, 300`` and ``Answer: B`` count, while ``(B)`` and "The answer is B." do not,
+exactly as officially. ``--option scorer=lenient`` reads codedance's extracted answer
+instead (``\\boxed{B}`` and "The answer is B." count). :func:`wemath_metrics`
 computes the official four-dimensional metrics from scored tasks; ``codedance eval``
 prints them under "Benchmark metrics" (:meth:`WeMath.metrics`).
 
@@ -55,7 +57,7 @@ from codedance.evaluation.files import (
     safe_stem,
     schema_error,
 )
-from codedance.rewards.answers import extract_answer
+from codedance.rewards.answers import answer_as_given, extract_answer
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["WeMath", "WeMathMetrics", "official_letter", "parse_options", "wemath_metrics"]
@@ -81,6 +83,11 @@ class WeMath(Benchmark):
         "  <data>/data/testmini-*.parquet       (images embedded in image_path)"
     )
     source = "https://huggingface.co/datasets/We-Math/We-Math"
+    grader: ClassVar[str] = "We-Math four_dimensional_metrics letter rule, on the answer as given"
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "We-Math's letter rule on codedance's extracted answer"
+    }
     reported: ClassVar[Mapping[str, float]] = {
         "CodeDance-7B": 39.6,
         "Qwen2.5-VL-7B": 35.4,
@@ -100,7 +107,11 @@ class WeMath(Benchmark):
         task = trajectory.task
         if task.answer is None:
             return 0.0
-        letter = official_letter(extract_answer(trajectory.answer or ""))
+        response = trajectory.answer or ""
+        given = (
+            extract_answer(response) if self.scorer_mode == "lenient" else answer_as_given(response)
+        )
+        letter = official_letter(given)
         return 1.0 if letter == task.answer else 0.0
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
