@@ -8,10 +8,12 @@ Configuration, registry and validated config are built lazily, once per call.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
 from functools import cached_property, update_wrapper
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -179,6 +181,31 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...])
         warnings_.append(str(app.config_warning()))
     for line in warnings_:
         click.secho(line, fg="yellow", err=True)
+
+
+def invocation() -> str:
+    """How to start this same codedance from a new shell in the current folder.
+
+    ``codedance`` when that name on PATH is this install; otherwise the path of the
+    running script (``make run`` starts ``.venv/bin/codedance``, which a new shell
+    does not find by name), or ``<python> -m codedance``. Used in next-step hints.
+    """
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == "codedance" and script.is_file():
+        found = shutil.which("codedance")
+        if found and Path(found).resolve() == script.resolve():
+            return "codedance"
+        return _shortest(script)
+    return f"{_shortest(Path(sys.executable))} -m codedance"
+
+
+def _shortest(path: Path) -> str:
+    """``path`` relative to the current folder when inside it (``./`` prefixed), else absolute."""
+    absolute = path.absolute()
+    try:
+        return "./" + absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(absolute)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -50,6 +50,14 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("pyarrow", "matplotlib"),
 }
 
+#: Distributions that each install the ``cv2`` package; only one may be installed.
+OPENCV_BUILDS = (
+    "opencv-python-headless",
+    "opencv-python",
+    "opencv-contrib-python",
+    "opencv-contrib-python-headless",
+)
+
 #: The torch pair the Makefile and CI install (README says the same).
 TORCH_PIN = "torch==2.14.1 torchvision==0.29.1"
 
@@ -68,7 +76,7 @@ class Check:
 def run_checks(app: App) -> list[Check]:
     """Every check, in report order; ``app`` is the CLI's :class:`~codedance.core.cli.App`."""
     checks: list[Check] = [_python()]
-    for producer in (_extras, _bubblewrap, _docker_engine, _e2b_key, _gpu):
+    for producer in (_extras, _opencv, _bubblewrap, _docker_engine, _e2b_key, _gpu):
         checks.extend(producer())
     checks.extend(_configuration(app))
     return checks
@@ -96,6 +104,33 @@ def _extras() -> Iterator[Check]:
         if "torch" in missing:
             fix = f"pip install {TORCH_PIN} (or a CUDA build) first, then " + fix
         yield Check("extra", extra, "warn", "missing: " + ", ".join(missing), fix)
+
+
+def _opencv(installed: Callable[[str], str | None] | None = None) -> Iterator[Check]:
+    """One OpenCV build: rapidocr pulls the GUI one (needs libGL) beside our headless one."""
+    version_of = installed or _installed_version
+    builds = {name: version_of(name) for name in OPENCV_BUILDS}
+    present = {name: v for name, v in builds.items() if v is not None}
+    if len(present) <= 1:
+        detail = ", ".join(f"{n} {v}" for n, v in present.items()) or "not installed"
+        yield Check("extra", "opencv", "ok", detail)
+        return
+    version = present.get("opencv-python-headless") or next(iter(present.values()))
+    fix = (
+        f"pip uninstall -y {' '.join(present)} && pip install --no-deps "
+        f"opencv-python-headless=={version}"
+    )
+    detail = "several builds share the cv2 package: " + ", ".join(present)
+    yield Check("extra", "opencv", "warn", detail, fix)
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def _bubblewrap() -> Iterator[Check]:

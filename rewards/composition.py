@@ -9,6 +9,7 @@ Evaluation and training use this same object.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -86,6 +87,30 @@ class RewardComposition:
                 raise ConfigError(f"rewards.{index} ({entry.name}): {exc}") from None
             built.append((entry.name, entry.weight, component))
         return cls(built)
+
+    def explain(self, trajectories: Sequence[Trajectory]) -> list[str]:
+        """Lines saying how the mean total came about: each weight, mean and meaning.
+
+        A perfect run can score below 1 (a penalty-only component at 0, BAT below 0
+        on easy prompts); these lines say why, from each component's docstring.
+        """
+        if not trajectories:
+            return []
+        n = len(trajectories)
+        means = {
+            w.name: sum(t.rewards.get(w.name, 0.0) for t in trajectories) / n
+            for w in self.components
+        }
+        total = sum(t.rewards.get("total", 0.0) for t in trajectories) / n
+        terms = " + ".join(
+            f"{w.weight:g} x {w.name} ({means[w.name]:.3f})" for w in self.components
+        )
+        lines = [f"mean_reward {total:.3f} = {terms}"]
+        for weighted in self.components:
+            doc = inspect.getdoc(type(weighted.component)) or ""
+            meaning = " ".join(doc.split("\n\n")[0].replace("``", "`").split()) or "no description"
+            lines.append(f"  {weighted.name}: {meaning}")
+        return lines
 
     def score_group(self, group: Sequence[Trajectory]) -> list[ScoreCard]:
         """A score card per trajectory of ``group`` (all rollouts of one prompt)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codedance.core.cli import App, pass_app
+from codedance.core.cli import App, invocation, pass_app
 
 if TYPE_CHECKING:
     from codedance.runtime.loop import Runner
@@ -27,7 +27,7 @@ __all__ = ["run_command", "solve_with_progress"]
 NO_MODEL = (
     "No model was used: these {n} built-in example tasks were solved by replaying their "
     "reference programs as the model's turns, through the real protocol and sandbox.\n"
-    "To run a model: codedance run TASKS.jsonl --model openai:http://127.0.0.1:8000/v1 "
+    "To run a model: {cmd} run TASKS.jsonl --model openai:http://127.0.0.1:8000/v1 "
     "(any OpenAI-compatible server, e.g. `vllm serve`), or --model vllm:PATH, hf:PATH, replay:FILE."
 )
 
@@ -61,7 +61,7 @@ def run_command(
     from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
     from codedance.runtime.failures import echo_failures
-    from codedance.runtime.metrics import summarize
+    from codedance.runtime.metrics import missing_packages, summarize
     from codedance.runtime.store import RunWriter
 
     config = app.config
@@ -78,11 +78,11 @@ def run_command(
         finished = asyncio.run(solve_with_progress(runner, todo, width, writer, scorer))
     finally:
         writer.close()
-    trajectories = _all(out) if resume else finished
-    summary = summarize(trajectories)
+    done = _all(out) if resume else finished
+    summary = summarize(done)
     writer.write_summary(summary)
-    _report(summary, out, examples=replay is not None)
-    echo_failures(trajectories, out)
+    _report(summary, out, replay is not None, rewards.explain(done), missing_packages(done))
+    echo_failures(done, out)
 
 
 def _tasks(
@@ -170,7 +170,13 @@ def _all(out: Path) -> list[Trajectory]:
     return read_trajectories(out)
 
 
-def _report(summary: dict[str, Any], out: Path, examples: bool) -> None:
+def _report(
+    summary: dict[str, Any],
+    out: Path,
+    examples: bool,
+    reward_lines: list[str],
+    missing: dict[str, list[str]],
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -181,6 +187,22 @@ def _report(summary: dict[str, Any], out: Path, examples: bool) -> None:
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
-    click.echo(f"Trajectories: {out / 'trajectories.jsonl'}  (view them: codedance view {out})")
+    _explain(reward_lines, missing)
+    view = f"{invocation()} view {out}"
+    click.echo(f"Trajectories: {out / 'trajectories.jsonl'}  (view them: {view})")
     if examples:
-        click.secho(NO_MODEL.format(n=summary["trajectories"]), fg="yellow")
+        click.secho(NO_MODEL.format(n=summary["trajectories"], cmd=invocation()), fg="yellow")
+
+
+def _explain(reward_lines: list[str], missing: dict[str, list[str]]) -> None:
+    """Why the mean reward is what it is, and which tools could not run here."""
+    for line in reward_lines:
+        click.echo(line)
+    if reward_lines:
+        click.echo(
+            "  (each trajectory is scored as a group of one here; in training a prompt's "
+            "rollouts form its group)"
+        )
+    for message, tools in missing.items():
+        names = ", ".join(tools)
+        click.secho(f"warning: tools unavailable in this run ({names}): {message}", fg="yellow")

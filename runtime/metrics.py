@@ -12,7 +12,7 @@ from typing import Any
 
 from codedance.runtime.types import Trajectory
 
-__all__ = ["accuracy", "accuracy_text", "summarize"]
+__all__ = ["accuracy", "accuracy_text", "missing_packages", "summarize"]
 
 
 def accuracy(trajectory: Trajectory) -> float | None:
@@ -64,3 +64,34 @@ def _errors(trajectories: list[Trajectory]) -> dict[str, int]:
     from codedance.runtime.failures import summarize_failures
 
     return {row.kind: row.count for row in summarize_failures(trajectories)}
+
+
+def missing_packages(trajectories: list[Trajectory]) -> dict[str, list[str]]:
+    """Install hints of the packages tool calls found missing -> the tools that hit them.
+
+    A tool whose package is not installed (the OCR tools without the ``ocr`` extra)
+    raises ``ModuleNotFoundError`` in the sandbox; the model sees that, and the run
+    says so once at the end instead of just scoring lower.
+    """
+    found: dict[str, list[str]] = {}
+    for trajectory in trajectories:
+        for turn in trajectory.turns:
+            error = turn.record.error if turn.record is not None else None
+            if error is None or error.type != "ModuleNotFoundError":
+                continue
+            tools = found.setdefault(error.message, [])
+            for tool in _tools_in(error.traceback or ""):
+                if tool not in tools:
+                    tools.append(tool)
+    return found
+
+
+def _tools_in(traceback: str) -> list[str]:
+    """Tool functions on a trimmed traceback (``File "<codedance-tools>/...", in name``)."""
+    names = []
+    for line in traceback.splitlines():
+        if "<codedance-tools>/" in line and ", in " in line:
+            name = line.rsplit(", in ", 1)[1].strip()
+            if not name.startswith(("_", "<")):  # tools, not their helpers
+                names.append(name)
+    return names

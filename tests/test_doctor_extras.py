@@ -54,3 +54,23 @@ def test_readme_and_makefile_name_the_torch_pair_doctor_suggests():
     makefile = (ROOT / "Makefile").read_text()
     assert f"install -q --disable-pip-version-check {TORCH_PIN}" in makefile
     assert f"pip install {TORCH_PIN}" in (ROOT / "README.md").read_text()
+
+
+def test_doctor_warns_when_two_opencv_builds_share_cv2():
+    from codedance.core.doctor import _opencv
+
+    versions = {"opencv-python": "5.1.0.95", "opencv-python-headless": "5.1.0.95"}
+    (check,) = _opencv(versions.get)
+    assert (check.status, check.name) == ("warn", "opencv")
+    assert check.fix == (
+        "pip uninstall -y opencv-python-headless opencv-python && "
+        "pip install --no-deps opencv-python-headless==5.1.0.95"
+    )
+    (alone,) = _opencv({"opencv-python-headless": "5.1.0.95"}.get)
+    assert (alone.status, alone.detail) == ("ok", "opencv-python-headless 5.1.0.95")
+
+
+def test_makefile_keeps_only_the_headless_opencv_build():
+    makefile = (ROOT / "Makefile").read_text()
+    assert makefile.count("$(headless_cv2)") == 2  # after each editable install
+    assert "pip uninstall -q -y opencv-python opencv-python-headless" in makefile
