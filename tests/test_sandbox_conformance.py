@@ -90,6 +90,8 @@ def test_every_test_checks_a_documented_guarantee():
     assert all(tests.values()), [name for name, gid in tests.items() if not gid]
     assert set(GUARANTEES) <= anchors, f"undocumented: {sorted(set(GUARANTEES) - anchors)}"
     assert set(GUARANTEES) == set(tests.values()), "a guarantee without a test, or vice versa"
+    assert "unsupported" in anchors  # named by the TypeError for an unknown item
+    assert "\n## Writing a backend\n" in doc  # named when a backend kills the test process
 
 
 def test_unsupported_items_are_checked_when_the_class_is_made():
