@@ -116,7 +116,7 @@ def guarantee(gid: str, *, may_kill_runner: bool = False) -> Callable[[Test], Te
         @functools.wraps(test)
         def guarded(self: Any, *args: Any, **kwargs: Any) -> None:
             try:
-                _run(self, test, gid, may_kill_runner, args, kwargs)
+                _run(self, test, may_kill_runner, args, kwargs)
             except (GuaranteeBroken, *_PASS_THROUGH, KeyboardInterrupt):
                 raise
             except pytest.fail.Exception as exc:  # pytest.raises' "DID NOT RAISE", say
@@ -135,9 +135,7 @@ def guarantee(gid: str, *, may_kill_runner: bool = False) -> Callable[[Test], Te
     return decorate
 
 
-def _run(
-    owner: Any, test: Callable[..., None], gid: str, risky: bool, args: Any, kwargs: Any
-) -> None:
+def _run(owner: Any, test: Callable[..., None], risky: bool, args: Any, kwargs: Any) -> None:
     limit = float(owner.time_limit_s)
     backend = kwargs.get("sandbox_backend") or getattr(kwargs.get("open_session"), "backend", None)
     if risky and backend is not None and runs_in_process(backend, limit):

@@ -9,14 +9,22 @@ say for each failure which guarantee broke and where it is documented.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from codedance.sandboxes import conformance
-from codedance.sandboxes.conformance_guard import GUARANTEES
+from codedance.sandboxes.conformance_guard import (
+    GUARANTEES,
+    ConformanceError,
+    TimeLimitExceeded,
+    run_in_child,
+    time_limit,
+)
 from codedance.testing import SandboxConformance
 
 pytest_plugins = ["pytester"]
@@ -90,6 +98,8 @@ def test_every_test_checks_a_documented_guarantee():
     assert all(tests.values()), [name for name, gid in tests.items() if not gid]
     assert set(GUARANTEES) <= anchors, f"undocumented: {sorted(set(GUARANTEES) - anchors)}"
     assert set(GUARANTEES) == set(tests.values()), "a guarantee without a test, or vice versa"
+    assert "unsupported" in anchors  # named by the TypeError for an unknown item
+    assert "\n## Writing a backend\n" in doc  # named when a backend kills the test process
 
 
 def test_unsupported_items_are_checked_when_the_class_is_made():
@@ -129,3 +139,44 @@ def test_a_backend_that_hangs_fails_one_test_with_the_limit(pytester):
     result.assert_outcomes(failed=1)
     assert "[restart]" in result.stdout.str()
     assert "did not finish within its 4 s limit" in result.stdout.str()
+
+
+def test_time_limit_interrupts_a_hang_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGALRM)
+    started = time.monotonic()
+    with pytest.raises(TimeLimitExceeded, match=r"within its 0\.5 s limit"), time_limit(0.5):
+        time.sleep(30)
+    assert time.monotonic() - started < 5
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def _exit_three() -> None:
+    os._exit(3)
+
+
+def _skip() -> None:
+    pytest.skip("not here")
+
+
+def _fail() -> None:
+    raise AssertionError("the record was wrong")
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (_exit_three, "the process running the test ended (exit status 3)"),
+        (lambda: time.sleep(30), "did not finish within its 1 s limit and was killed"),
+        (_fail, "AssertionError: the record was wrong"),
+    ],
+)
+def test_a_child_run_reports_what_happened_to_the_child(call, expected):
+    with pytest.raises(ConformanceError, match=re.escape(expected)):
+        run_in_child(call, 1, None)
+
+
+def test_a_child_run_replays_passes_and_skips():
+    run_in_child(lambda: None, 5, None)
+    with pytest.raises(pytest.skip.Exception, match="not here"):
+        run_in_child(_skip, 5, None)
