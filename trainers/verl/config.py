@@ -35,6 +35,7 @@ __all__ = [
     "compose",
     "cpu_environment",
     "cpu_overrides",
+    "metrics_path",
     "verl_overrides",
     "write_agent_loop_config",
 ]
@@ -45,6 +46,8 @@ AGENT_LOOP = "codedance"
 SETUP_HOOK = "codedance.trainers.verl.setup.register_all"
 CONFIG_ENV = "CODEDANCE_CONFIG"
 PLATFORM_ENV = "VERL_PLATFORM"
+METRICS_ENV = "VERL_FILE_LOGGER_PATH"
+METRICS_FILE = "metrics.jsonl"
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 #: Imported by verl itself in every process of a CPU run (see cpu_environment).
 CPU_MODULES = ("codedance.trainers.verl.platform", "codedance.trainers.verl.rollout")
@@ -143,14 +146,21 @@ def verl_overrides(config: Config, workdir: Path, config_file: Path | None = Non
         f"trainer.project_name={t.project}",
         f"trainer.experiment_name={t.experiment}",
         f"trainer.default_local_dir={Path(t.output_dir).resolve() / 'checkpoints'}",
-        "trainer.logger=[console]",
+        # console, and every step's metrics as one JSON line in output_dir/metrics.jsonl
+        "trainer.logger=[console,file]",
         f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={SETUP_HOOK}",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.{METRICS_ENV}={metrics_path(config)}",
     ]
     if config_file is not None:
         overrides.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.{CONFIG_ENV}={config_file}")
     if t.device == "cpu":
         overrides = [*_without(overrides, f"{rollout}.name="), *cpu_overrides(config)]
     return [*overrides, *t.overrides]
+
+
+def metrics_path(config: Config) -> Path:
+    """Where verl's file logger writes each step's metrics (one JSON object a line)."""
+    return Path(config.training.output_dir).resolve() / METRICS_FILE
 
 
 def _without(overrides: Sequence[str], prefix: str) -> list[str]:

@@ -109,6 +109,8 @@ class HFRolloutServer:
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.global_steps: int | None = None
         self.lock = asyncio.Lock()
+        # verl's rollout seed, as vLLM uses it (requests are served one at a time)
+        torch.manual_seed(int(getattr(config, "seed", 0) or 0) + replica_rank)
 
     async def generate(
         self,
