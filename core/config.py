@@ -71,6 +71,20 @@ class AdmissionConfig(_Section):
         return value
 
 
+class LocalSandboxConfig(_Section):
+    """The local (bubblewrap) backend: per-session accounting and the warm pool."""
+
+    pool_size: int = Field(2, ge=0, description="pre-forked sessions kept ready (0: none)")
+    workdir_mb: int = Field(
+        512, gt=0, description="working directory size (a tmpfs counted in memory_mb)"
+    )
+    max_files: int = Field(20000, gt=0, description="files and folders the workdir may hold")
+    cpus: float = Field(1.0, ge=0, description="CPUs per session (cgroup quota; 0: no quota)")
+    cgroups: Literal["auto", "required", "off"] = Field(
+        "auto", description="per-session cgroups: auto (warn if unavailable), required, off"
+    )
+
+
 class SandboxConfig(_Section):
     """Where and how model-written code runs."""
 
@@ -93,6 +107,9 @@ class SandboxConfig(_Section):
     )
     admission: AdmissionConfig = Field(
         default_factory=AdmissionConfig, description="sessions starting / running at once"
+    )
+    local: LocalSandboxConfig = Field(
+        default_factory=LocalSandboxConfig, description="the local backend's settings"
     )
 
     @field_validator("env")
@@ -339,6 +356,7 @@ def check_names(config: Config, registry: Registry) -> list[CodedanceError]:
             registry.entry(kind, name)
         except CodedanceError as exc:
             problems.append(ConfigError(f"{config.where(*path)}: {format_path(path)}: {exc}"))
+    problems += _reward_param_problems(config, registry)
     tools = registry.names("tool")
     for index, pattern in enumerate(config.tools.enabled):
         if pattern != "*" and not fnmatch.filter(tools, pattern):
@@ -350,4 +368,20 @@ def check_names(config: Config, registry: Registry) -> list[CodedanceError]:
                     f"install the plugin that provides it."
                 )
             )
+    return problems
+
+
+def _reward_param_problems(config: Config, registry: Registry) -> list[CodedanceError]:
+    """Each reward's params checked against the component's parameters and their types."""
+    from codedance.core.params import check_params
+
+    problems: list[CodedanceError] = []
+    for index, reward in enumerate(config.rewards):
+        try:
+            obj = registry.get("reward", reward.name)
+        except CodedanceError:
+            continue  # reported above as an unregistered name
+        for key, problem in check_params(reward.name, obj, reward.params):
+            path: tuple[str | int, ...] = ("rewards", index, "params", *([key] if key else []))
+            problems.append(ConfigError(f"{config.where(*path)}: {format_path(path)}: {problem}"))
     return problems

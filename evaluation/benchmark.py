@@ -50,6 +50,10 @@ class Benchmark(ABC):
     reported: ClassVar[Mapping[str, float]] = {}
     #: Which grader :meth:`score` is, in words, for the report's manifest.
     grader: ClassVar[str] = "the benchmark's official rule (score_answer of its answer type)"
+    #: The scorer modes offered (``--option scorer=...``); the first, the official one, is
+    #: the default. :attr:`graders` describes the grader of each other mode.
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official",)
+    graders: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, data: Path, options: Mapping[str, Any] | None = None) -> None:
         self.data = Path(data)
@@ -61,14 +65,20 @@ class Benchmark(ABC):
         """``build()``, or ``None`` after recording why the row at ``where`` is unusable.
 
         A :class:`BenchmarkDataError` from one row (a malformed field, a missing
-        image) becomes a :class:`DataProblem` in :attr:`problems` and the row is
-        skipped; with ``--option strict=true`` it is raised instead.
+        image), or a ``ValueError``/``TypeError``/``KeyError``/``AttributeError``/
+        ``IndexError`` from a field of a shape the loader did not expect, becomes a
+        :class:`DataProblem` in :attr:`problems` and the row is skipped; with
+        ``--option strict=true`` it is raised instead.
         """
         try:
             return build()
         except BenchmarkDataError as error:
             self.skip(where, error)
-            return None
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+            # a field of an unexpected shape that the loader did not check: still one row
+            problem = f"{where}: unreadable row ({type(error).__name__}: {error})"
+            self.skip(where, BenchmarkDataError(f"benchmark {self.name!r}: {problem}"))
+        return None
 
     def skip(self, where: str, error: BenchmarkDataError) -> None:
         """Record that the row at ``where`` is skipped because of ``error`` (strict: raise it)."""
@@ -91,9 +101,30 @@ class Benchmark(ABC):
             trajectory.answer or "", task.answer, task.answer_type, options=task.options
         )
 
+    @property
+    def scorer_mode(self) -> str:
+        """The scorer mode chosen with ``--option scorer=...`` (default: the official one)."""
+        return self.choice("scorer", self.scorer_modes)
+
     def scorer(self) -> dict[str, str]:
         """The scorer the report names: its mode and which grader decides."""
-        return {"mode": "official", "grader": self.grader}
+        mode = self.scorer_mode
+        return {"mode": mode, "grader": self.graders.get(mode, self.grader)}
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """The official LLM grader's prompt about ``response``, for ``--judge``.
+
+        ``None`` (the default) when the benchmark's official grader is not an LLM;
+        benchmarks graded by one (CharXiv, MathVerse, HR-Bench) fill in its prompt as
+        their official scripts do. ``response`` is the model's final message.
+        """
+        return None
+
+    def judge_verdict(self, reply: str) -> float | None:
+        """The score the official grader's ``reply`` gives (default: ``parse_verdict``)."""
+        from codedance.rewards.judge import parse_verdict
+
+        return parse_verdict(reply)
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
         """Benchmark-specific metrics beyond accuracy (e.g. We-Math's four dimensions).

@@ -14,6 +14,7 @@ from codedance.core.cli import App, pass_app
 
 if TYPE_CHECKING:
     from codedance.evaluation.benchmark import Benchmark
+    from codedance.evaluation.judging import OfficialJudge
     from codedance.evaluation.report import RunSummary
     from codedance.runtime.model import ModelBackend
     from codedance.runtime.types import Trajectory
@@ -41,6 +42,19 @@ META = "eval.json"
     type=click.Path(exists=True, path_type=Path),
     help="Rewrite the report of an existing run.",
 )
+@click.option(
+    "--judge",
+    "judge_endpoint",
+    metavar="URL",
+    help="Grade LLM-graded benchmarks (CharXiv, MathVerse, HR-Bench) with their official "
+    "grader prompt at this OpenAI-compatible API root (e.g. http://127.0.0.1:8000/v1).",
+)
+@click.option(
+    "--judge-model",
+    default="auto",
+    show_default=True,
+    help="The judge's model name (auto: the first listed).",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the registered benchmarks.")
 @pass_app
 def eval_command(app: App, **kwargs: Any) -> None:
@@ -61,15 +75,17 @@ def eval_command(app: App, **kwargs: Any) -> None:
 
 
 def _evaluate(app: App, **kwargs: Any) -> None:
+    from codedance.evaluation.judging import judged_score
     from codedance.evaluation.manifest import build_manifest
     from codedance.evaluation.problems import safe_score, write_problems
-    from codedance.rewards.composition import RewardComposition
+    from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
-    from codedance.runtime.cli import composition_scorer, solve_with_progress
+    from codedance.runtime.cli import solve_with_progress
     from codedance.runtime.store import RunWriter
 
     name = kwargs["benchmark_name"]
     benchmark = _benchmark(app, name, kwargs["data"], kwargs["options"])
+    judge = _judge(benchmark, kwargs["judge_endpoint"], kwargs["judge_model"])  # checked first
     out: Path = kwargs["out"] or Path("runs") / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     writer = RunWriter(out, resume=kwargs["resume"])
     tasks = list(benchmark.tasks(out / "inputs"))
@@ -79,15 +95,24 @@ def _evaluate(app: App, **kwargs: Any) -> None:
     )
     replay = _reference_model(benchmark) if kwargs["model_spec"] is None else None
     runner = build_runner(config, app.registry, model=replay)
-    rewards = composition_scorer(RewardComposition.from_config(config.rewards, app.registry))
+    rewards = composition_scorer(
+        RewardComposition.from_config(config.rewards, app.registry, where=config.where)
+    )
 
     def score(trajectory: Trajectory) -> None:
         rewards(trajectory)
-        if trajectory.failure is None:  # the framework's failures are no wrong answers
-            trajectory.rewards["accuracy"] = safe_score(benchmark, trajectory)  # the official rule
+        if trajectory.failure is not None:  # the framework's failures are no wrong answers
+            return
+        trajectory.rewards["accuracy"] = (  # the official rule, or its LLM grader
+            safe_score(benchmark, trajectory)
+            if judge is None
+            else judged_score(judge, benchmark, trajectory)
+        )
 
     todo = [t for t in tasks if t.id not in writer.done][: kwargs["limit"] or None]
     manifest = build_manifest(benchmark, config, runner.model.describe(), len(tasks))
+    if judge is not None:
+        manifest["scorer"] = {"mode": "judge", "grader": judge.describe()}
     _write_meta(out, name, kwargs["data"], runner.model.describe(), len(tasks), manifest)
     width = kwargs["concurrency"] or config.runtime.concurrency
     try:
@@ -102,6 +127,21 @@ def _evaluate(app: App, **kwargs: Any) -> None:
                 err=True,
             )
     _finish(out, benchmark, replay is not None)
+
+
+def _judge(benchmark: Benchmark, endpoint: str | None, model: str) -> OfficialJudge | None:
+    """The ``--judge`` grader, its endpoint checked now rather than after the first task."""
+    if endpoint is None:
+        return None
+    from codedance.evaluation.judging import OfficialJudge
+    from codedance.rewards.judge import JudgeError
+
+    judge = OfficialJudge(benchmark, endpoint=endpoint, model=model)
+    try:
+        judge.describe_model()
+    except JudgeError as error:
+        raise click.ClickException(str(error)) from None
+    return judge
 
 
 def _benchmark(app: App, name: str, data: Path, options: tuple[str, ...]) -> Benchmark:

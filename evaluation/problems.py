@@ -42,6 +42,8 @@ __all__ = [
 PROBLEMS_FILE = "data_problems.json"
 #: The key under which a task records the problem its scoring met.
 METADATA_KEY = "data_problem"
+#: The key under which a task records that ``--judge`` failed on it (see evaluation.judging).
+JUDGE_KEY = "judge_error"
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,18 @@ def problems_of_run(
     loaded: Sequence[DataProblem], trajectories: Iterable[Trajectory]
 ) -> list[DataProblem]:
     """The loader's problems, then every task whose scoring used the fallback."""
+    trajectories = list(trajectories)
     scored = [
         DataProblem(t.task.id, str(t.task.metadata[METADATA_KEY]), "scored as text")
         for t in trajectories
         if t.task.metadata.get(METADATA_KEY)
     ]
-    return [*loaded, *scored]
+    unjudged = [
+        DataProblem(t.task.id, str(t.task.metadata[JUDGE_KEY]), "scored by the stand-in")
+        for t in trajectories
+        if t.task.metadata.get(JUDGE_KEY)
+    ]
+    return [*loaded, *scored, *unjudged]
 
 
 def write_problems(out: Path, problems: Sequence[DataProblem]) -> None:

@@ -63,7 +63,11 @@ def turn_returns(
 
 
 class BATReward(RewardComponent):
-    """The BAT reward; see the module docstring for the formulas and the parameters."""
+    """Tool-call reward scaled by the prompt's difficulty (below 0 on prompts its group
+    solved, so calls there cost reward) plus penalties for failed runs.
+
+    See the module docstring for the formulas and the parameters.
+    """
 
     name: ClassVar[str] = "bat"
     defaults: ClassVar[dict[str, Any]] = {

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codedance.core.errors import CodedanceError
+from codedance.core.terminal import printable
 from codedance.runtime.types import Trajectory
 
 __all__ = [
@@ -155,7 +156,8 @@ def _count(
 ) -> None:
     row = rows.get(kind)
     if row is None:
-        first = message.strip().splitlines()[0][:300] if message.strip() else title
+        # The message may be the model's: printable() keeps terminal escapes out.
+        first = printable(message.strip().splitlines()[0][:300]) if message.strip() else title
         rows[kind] = FailureRow(kind, 1, first, trajectory.task.id, infrastructure, title, fix)
     else:
         row.count += 1

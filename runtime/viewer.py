@@ -480,7 +480,9 @@ def write_view(
 
 def _save(html: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    # backslashreplace: undecodable bytes of the sandbox's output (lone surrogates) show
+    # as escapes instead of failing the page; the JSONL keeps them exactly.
+    target.write_text(html, encoding="utf-8", errors="backslashreplace")
     return target
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from codedance.core.cli import App, pass_app
+from codedance.core.terminal import printable
 from codedance.sandboxes.base import ExecutionRecord, InputFile, SandboxBackend, SessionSpec
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def exec_command(
         tools=None if no_tools else _tool_bundle(app),
     )
     sandbox = backend_class(settings.model_copy(update={"backend": name}))
-    with sandbox, sandbox.open_session(spec) as session:
+    with sandbox, sandbox.open_session(sandbox.session_spec(spec)) as session:
         record = session.run(code, timeout)
     paths = _save_images(record, out)
     if as_json:
@@ -101,22 +102,27 @@ def _save_images(record: ExecutionRecord, out: Path | None) -> list[str]:
 
 
 def _print_human(record: ExecutionRecord, paths: list[str]) -> None:
-    if record.stdout:
-        click.echo(record.stdout, nl=not record.stdout.endswith("\n"))
-    if record.stderr:
-        click.echo(record.stderr, nl=not record.stderr.endswith("\n"), err=True)
+    """The record for a person: control characters from the code are shown, not obeyed."""
+    stdout, stderr = printable(record.stdout), printable(record.stderr)
+    if stdout:
+        click.echo(stdout, nl=not stdout.endswith("\n"))
+    if stderr:
+        click.echo(stderr, nl=not stderr.endswith("\n"), err=True)
     if record.error is not None:
         click.echo(
-            record.error.traceback or f"{record.error.type}: {record.error.message}",
+            printable(record.error.traceback or f"{record.error.type}: {record.error.message}"),
             err=True,
             nl=False,
         )
         if not record.error.traceback:
             click.echo(err=True)
     for path in paths:
-        click.echo(f"image: {path}", err=True)
+        click.echo(f"image: {printable(path)}", err=True)
     status = "ok" if record.ok else ("timed out" if record.timed_out else "failed")
-    click.echo(f"[{status} in {record.duration_s:.3f} s; isolation: {record.isolation}]", err=True)
+    click.echo(
+        f"[{status} in {record.duration_s:.3f} s; isolation: {printable(record.isolation)}]",
+        err=True,
+    )
     sys.stderr.flush()
 
 

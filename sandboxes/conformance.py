@@ -26,13 +26,10 @@ on the host; they skip when the host lacks them.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import io
-import itertools
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,7 +45,9 @@ from codedance.sandboxes.base import (
 from codedance.sandboxes.conformance_checks import (
     TRUNCATION_NOTE,
     SessionOpener,
+    ToolPackage,
     check_record,
+    write_tool_package,
 )
 from codedance.sandboxes.conformance_guard import guarantee, time_limit
 from codedance.sandboxes.tools import bundle_tools
@@ -70,44 +69,6 @@ def _png(width: int, height: int, color: tuple[int, int, int]) -> bytes:
 def _ok(record: ExecutionRecord) -> ExecutionRecord:
     assert record.ok, f"the run failed: {record.error} / stderr: {record.stderr}"
     return record
-
-
-_PACKAGE_FILES = {
-    "__init__.py": "from codedance import hookimpl  # the plugin side: never sent\n",
-    "_helpers.py": "def double(x):\n    return x * 2\n",
-    "tools.py": (
-        "from ._helpers import double\n\n\n"
-        "def twice(x: int) -> int:\n"
-        '    """Twice ``x``."""\n'
-        "    if not isinstance(x, int):\n"
-        "        raise TypeError(f'twice wants an int, got {x!r}')\n"
-        "    return double(x)\n"
-    ),
-    "needy.py": "import {host_only}\n\n\ndef needy() -> int:\n    return {host_only}.VALUE\n",
-}
-_PACKAGES = itertools.count()
-
-
-@dataclass(frozen=True)
-class ToolPackage:
-    """A tool plugin written to a temporary folder, importable only on the host."""
-
-    name: str
-    host_only: str
-    twice: Callable[[int], int]
-    needy: Callable[[], int]
-
-
-def _write_tool_package(root: Path) -> ToolPackage:
-    index = next(_PACKAGES)
-    name, host_only = f"cd_conformance_pkg{index}", f"cd_conformance_hostonly{index}"
-    (root / name).mkdir()
-    for file, text in _PACKAGE_FILES.items():
-        (root / name / file).write_text(text.replace("{host_only}", host_only))
-    (root / f"{host_only}.py").write_text("VALUE = 1\n")
-    tools: Any = importlib.import_module(f"{name}.tools")
-    needy: Any = importlib.import_module(f"{name}.needy")
-    return ToolPackage(name, host_only, tools.twice, needy.needy)
 
 
 class SandboxConformance:
@@ -143,7 +104,7 @@ class SandboxConformance:
         """A third-party tool package the sandbox has never seen."""
         sys.path.insert(0, str(tmp_path))
         try:
-            package = _write_tool_package(tmp_path)
+            package = write_tool_package(tmp_path)
             yield package
         finally:
             sys.path.remove(str(tmp_path))

@@ -7,7 +7,12 @@
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from codedance.sandboxes.base import (
@@ -20,7 +25,14 @@ from codedance.sandboxes.base import (
 )
 from codedance.sandboxes.conformance_guard import GuaranteeBroken
 
-__all__ = ["TRUNCATION_NOTE", "CheckedSession", "SessionOpener", "check_record"]
+__all__ = [
+    "TRUNCATION_NOTE",
+    "CheckedSession",
+    "SessionOpener",
+    "ToolPackage",
+    "check_record",
+    "write_tool_package",
+]
 
 IMAGE_SOURCES = ("display", "show", "figure", "last_expression")
 CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
@@ -142,3 +154,43 @@ class SessionOpener:
         for session in self.opened:
             session.close()
         self.opened.clear()
+
+
+# -- a tool package the sandbox has never seen -------------------------------------------
+
+_PACKAGE_FILES = {
+    "__init__.py": "from codedance import hookimpl  # the plugin side: never sent\n",
+    "_helpers.py": "def double(x):\n    return x * 2\n",
+    "tools.py": (
+        "from ._helpers import double\n\n\n"
+        "def twice(x: int) -> int:\n"
+        '    """Twice ``x``."""\n'
+        "    if not isinstance(x, int):\n"
+        "        raise TypeError(f'twice wants an int, got {x!r}')\n"
+        "    return double(x)\n"
+    ),
+    "needy.py": "import {host_only}\n\n\ndef needy() -> int:\n    return {host_only}.VALUE\n",
+}
+_PACKAGES = itertools.count()
+
+
+@dataclass(frozen=True)
+class ToolPackage:
+    """A tool plugin written to a temporary folder, importable only on the host."""
+
+    name: str
+    host_only: str
+    twice: Callable[[int], int]
+    needy: Callable[[], int]
+
+
+def write_tool_package(root: Path) -> ToolPackage:
+    index = next(_PACKAGES)
+    name, host_only = f"cd_conformance_pkg{index}", f"cd_conformance_hostonly{index}"
+    (root / name).mkdir()
+    for file, text in _PACKAGE_FILES.items():
+        (root / name / file).write_text(text.replace("{host_only}", host_only))
+    (root / f"{host_only}.py").write_text("VALUE = 1\n")
+    tools: Any = importlib.import_module(f"{name}.tools")
+    needy: Any = importlib.import_module(f"{name}.needy")
+    return ToolPackage(name, host_only, tools.twice, needy.needy)

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -98,7 +99,7 @@ class TimeLimitExceeded(BaseException):
     """The test ran past its wall-clock limit (a BaseException: backends catch Exception)."""
 
 
-_PASS_THROUGH = (pytest.skip.Exception, pytest.fail.Exception, pytest.xfail.Exception)
+_PASS_THROUGH = (pytest.skip.Exception, pytest.xfail.Exception)
 
 
 def guarantee(gid: str, *, may_kill_runner: bool = False) -> Callable[[Test], Test]:
@@ -115,9 +116,11 @@ def guarantee(gid: str, *, may_kill_runner: bool = False) -> Callable[[Test], Te
         @functools.wraps(test)
         def guarded(self: Any, *args: Any, **kwargs: Any) -> None:
             try:
-                _run(self, test, gid, may_kill_runner, args, kwargs)
+                _run(self, test, may_kill_runner, args, kwargs)
             except (GuaranteeBroken, *_PASS_THROUGH, KeyboardInterrupt):
                 raise
+            except pytest.fail.Exception as exc:  # pytest.raises' "DID NOT RAISE", say
+                raise ConformanceError(f"{where(gid)}\n{exc.msg}") from None
             except AssertionError as exc:
                 raise ConformanceError(f"{where(gid)}\n{exc}").with_traceback(
                     exc.__traceback__
@@ -132,9 +135,7 @@ def guarantee(gid: str, *, may_kill_runner: bool = False) -> Callable[[Test], Te
     return decorate
 
 
-def _run(
-    owner: Any, test: Callable[..., None], gid: str, risky: bool, args: Any, kwargs: Any
-) -> None:
+def _run(owner: Any, test: Callable[..., None], risky: bool, args: Any, kwargs: Any) -> None:
     limit = float(owner.time_limit_s)
     backend = kwargs.get("sandbox_backend") or getattr(kwargs.get("open_session"), "backend", None)
     if risky and backend is not None and runs_in_process(backend, limit):
@@ -175,7 +176,7 @@ _MARKER = f"_codedance_conformance_runner_{uuid.uuid4().hex}"
 def runs_in_process(backend: SandboxBackend, limit: float) -> bool:
     """Whether ``backend`` executes model code inside this very process (asked once)."""
     if backend not in _IN_PROCESS:
-        sys.modules[_MARKER] = sys  # only this interpreter (and its forks) has it
+        sys.modules.setdefault(_MARKER, types.ModuleType(_MARKER))  # here and in forks
         probe = f"import os, sys\nprint({_MARKER!r} in sys.modules, os.getpid())"
         with time_limit(limit):
             session = backend.open_session()

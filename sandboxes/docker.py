@@ -99,6 +99,7 @@ class DockerSandbox(SandboxBackend):
         self._sessions: set[DockerSession] = set()
         self._pool: ContainerPool | None = None
         self._removals: list[threading.Thread] = []
+        self._boots = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
         self._worker_files = [
             (f"{WORKER_ROOT}/worker/{path.name}", path.read_bytes())
             for path in sorted(WORKER_DIR.glob("*.py"))
@@ -174,6 +175,7 @@ class DockerSandbox(SandboxBackend):
                         client = self._docker.DockerClient(base_url=self.options.base_url)
                     else:
                         client = self._docker.from_env()
+                with contextlib.suppress(Exception):  # a failed sweep must not stop sessions
                     reap_orphans(client, OWNER_LABEL)
                 self._client = client
             return self._client
@@ -272,14 +274,23 @@ class DockerSandbox(SandboxBackend):
         """A warm container: from the pool when it has one, else booted now."""
         self.image_env()  # a missing image is reported here, once, with its fix
         if self.options.pool_size == 0:
-            return WarmContainer(self)
+            return self.boot()
         with self._lock:
             if self._pool is None:
                 from codedance.sandboxes.docker_pool import ContainerPool
 
-                self._pool = ContainerPool(lambda: WarmContainer(self), self.options.pool_size)
+                self._pool = ContainerPool(self.boot, self.options.pool_size)
             pool = self._pool
         return pool.take()
+
+    def boot(self) -> WarmContainer:
+        """A freshly booted container; boots take turns, a few at a time (one per core).
+
+        Each boot imports the vision stack; sixty-four at once on two cores would each
+        take a minute and time out, where taking turns gets every one up in seconds.
+        """
+        with self._boots:
+            return WarmContainer(self)
 
     def remove_later(self, container_id: str) -> None:
         """Remove a container in the background (``close`` need not wait for the engine)."""

@@ -108,7 +108,7 @@ def build_image(
             forcerm=True,
             decode=True,
         )
-        image_id = _follow(stream, echo)
+        image_id = _follow(stream, echo, f"building {tag!r} from {base!r}")
     except docker.errors.DockerException as exc:
         raise SandboxError(f"Docker could not build {tag!r} from {base!r}: {exc}") from None
     finally:
@@ -116,20 +116,20 @@ def build_image(
     return image_id
 
 
-def _follow(stream: Any, echo: Callable[[str], None]) -> str:
+def _follow(stream: Any, echo: Callable[[str], None], what: str) -> str:
     """Echo the build's output; the image id, or SandboxError with the failing step's text."""
-    image_id, tail = "", []
+    image_id, tail = "", list[str]()
     for chunk in stream:
         if "error" in chunk:
             context = "".join(tail[-15:]).strip()
-            raise SandboxError(f"the image build failed: {chunk['error'].strip()}\n{context}")
+            raise SandboxError(f"{what} failed: {chunk['error'].strip()}\n{context}")
         text = chunk.get("stream", "")
         if text:
             tail.append(text)
             echo(text.rstrip("\n"))
         image_id = chunk.get("aux", {}).get("ID", image_id)
     if not image_id:
-        raise SandboxError("the image build ended without an image id")
+        raise SandboxError(f"{what} ended without an image id")
     return str(image_id)
 
 

@@ -142,7 +142,8 @@ def _image_problem(docker: ModuleType, client: Any, options: Any) -> str | None:
         return (
             f"the image {name!r} lacks {missing} (the image features and built-in tools need "
             f"{', '.join(TOOL_MODULES)}); fix: `codedance sandbox build-image --base {name} "
-            "--tag codedance-sandbox:latest` and `-o sandbox.options.image=codedance-sandbox:latest`"
+            "--tag codedance-sandbox:latest`, then "
+            "`-o sandbox.options.image=codedance-sandbox:latest`"
         )
     _described[name] = f"has {', '.join(TOOL_MODULES)}"
     return None

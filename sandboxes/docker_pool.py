@@ -58,12 +58,16 @@ class ContainerPool:
             except Exception as exc:  # the next take boots in the foreground and reports it
                 self.last_error = exc
                 return
-            with self._lock:
-                if not self.closed:
-                    self.ready.append(container)
-                    continue
-            container.discard()
-            return
+            if not self._keep(container):
+                container.discard()
+                return
+
+    def _keep(self, container: WarmContainer) -> bool:
+        with self._lock:
+            if self.closed:
+                return False
+            self.ready.append(container)
+            return True
 
     def close(self) -> None:
         """Stop refilling and discard the waiting containers."""

@@ -241,9 +241,12 @@ class DockerSession(SandboxSession):
             raise
         self.container = container
 
-    def _request(self, header: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[bytes]]:
+    def _request(
+        self, header: dict[str, Any], timeout: float
+    ) -> tuple[dict[str, Any], list[bytes]]:
         """Send one request; its reply, which the relay stamped with the same ``seq``."""
-        assert self.container is not None and self.container.stream is not None
+        assert self.container is not None
+        assert self.container.stream is not None
         stream = self.container.stream
         self.seq += 1
         stream.send({**header, "seq": self.seq})
@@ -268,7 +271,8 @@ class DockerSession(SandboxSession):
             return record_from_message(reply, blobs, self.isolation)
         except (ProtocolError, OSError, KeyError, TypeError, ValueError) as exc:
             why = f"{type(exc).__name__}: {exc}"
-        assert self.container is not None and self.container.stream is not None
+        assert self.container is not None
+        assert self.container.stream is not None
         note = self.container.stream.stderr_note()
         self._discard()
         message = (

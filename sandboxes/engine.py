@@ -123,7 +123,7 @@ class WorkerSession(SandboxSession):
     def session_env(self) -> dict[str, str]:
         """The whole environment model code sees: a minimal base, named host variables, spec.env."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
-        env["HOME"] = env["MPLCONFIGDIR"] = self.workdir
+        env["HOME"], env["MPLCONFIGDIR"] = self.workdir, f"{self.workdir}/.matplotlib"
         env.update({name: os.environ[name] for name in self.config.env if name in os.environ})
         env.update(self.spec.env)
         return env

@@ -64,9 +64,9 @@ def _load(data: Path, image_dir: Path) -> list[Task]:
     return list(VStarBench(data).tasks(image_dir))
 
 
-def _score(task: Task, answer: str) -> float:
+def _score(task: Task, answer: str, scorer: str = "lenient") -> float:
     trajectory = Trajectory(task=task, system="", prompt=Message.text("user", "q"), answer=answer)
-    return VStarBench(Path(".")).score(trajectory)
+    return VStarBench(Path("."), {"scorer": scorer}).score(trajectory)
 
 
 def test_jsonl_rows_become_multiple_choice_tasks(tmp_path):
@@ -132,9 +132,30 @@ def test_lmms_lab_parquet_with_embedded_images(tmp_path):
         ("", 0.0),
     ],
 )
-def test_score_reads_the_option_letter(tmp_path, prediction, expected):
+def test_lenient_score_reads_the_option_letter_or_text(tmp_path, prediction, expected):
     task = _load(_release(tmp_path / "vstar"), tmp_path / "images")[0]
     assert _score(task, prediction) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("<answer>C</answer>", 1.0),
+        ("(C) red", 1.0),
+        ("The answer is option C.", 1.0),
+        ("<answer>c</answer>", 1.0),  # uppercased first
+        ("Answer: C", 0.0),  # lmms-eval's first rule reads the A of "ANSWER"
+        ("red", 0.0),  # lmms-eval wants the letter, never the option's text
+        ("Clearly red", 1.0),  # its quirk: a response starting with a letter A-D
+        ("B", 0.0),
+        ("(A) or (C)", 0.0),  # the first rule that matches: starts with "(": (A)
+        ("E", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_official_score_is_lmms_evals_letter_extraction(tmp_path, prediction, expected):
+    task = _load(_release(tmp_path / "vstar"), tmp_path / "images")[0]
+    assert _score(task, prediction, "official") == expected
 
 
 def test_two_option_question_rejects_a_third_letter(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,14 +149,23 @@ def wheel_venv(wheel, tmp_path_factory) -> Path:
     return venv
 
 
-def _installed(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The wheel's ``codedance`` console script, with no trace of the checkout around."""
-    clean = {
+def _clean_env() -> dict[str, str]:
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("CODEDANCE_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
     }
-    path = f"{venv / 'bin'}{os.pathsep}{clean.get('PATH', '')}"
+
+
+def _installed(
+    venv: Path, *args: str, cwd: Path, on_path: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The wheel's ``codedance`` console script, with no trace of the checkout around.
+
+    ``on_path=False`` starts it by its path, as ``make run`` starts ``.venv/bin/codedance``.
+    """
+    clean = _clean_env()
+    path = f"{venv / 'bin'}{os.pathsep}{clean['PATH']}" if on_path else clean["PATH"]
     result = subprocess.run(
         [str(venv / "bin" / "codedance"), *args],
         cwd=cwd,
@@ -207,10 +217,16 @@ def test_wheel_exec_runs_code_with_an_image_and_the_tools(wheel_venv, tmp_path):
 @pytest.mark.slow
 def test_wheel_runs_the_examples_views_them_and_evaluates(wheel_venv, tmp_path):
     """`codedance run` (the built-in examples), `view` and `eval --benchmark synthetic`."""
-    _installed(wheel_venv, "run", "--out", "runs/examples", cwd=tmp_path)
+    ran = _installed(wheel_venv, "run", "--out", "runs/examples", cwd=tmp_path, on_path=False)
     summary = json.loads((tmp_path / "runs/examples/summary.json").read_text())
     assert summary["accuracy"] == 1.0, summary
-    _installed(wheel_venv, "view", "runs/examples", cwd=tmp_path)
+    # The next step it prints works from a new shell, where the venv is not on PATH.
+    (hint,) = re.findall(r"\(view them: (.+?)\)", ran.stdout)
+    assert hint == f"{wheel_venv / 'bin' / 'codedance'} view runs/examples"
+    viewed = subprocess.run(
+        ["bash", "-c", hint], cwd=tmp_path, env=_clean_env(), capture_output=True, text=True
+    )
+    assert viewed.returncode == 0, viewed.stderr
     page = (tmp_path / "runs/examples/view.html").read_text()
     assert "<html" in page
     assert "data:image/png;base64," in page

@@ -263,7 +263,9 @@ def test_third_party_rewards_compose_with_the_built_ins(register_plugin):
     assert card.components == {"brevity": 0.0, "tools_used": 1.0, "accuracy": 1.0}
     assert card.total == 0.5 + 1.0
     assert card.parts["tools_used.n"] == 1.0
-    with pytest.raises(ConfigError, match=r"rewards\.0 \(brevity\).*no parameter.*'limt'"):
+    with pytest.raises(
+        ConfigError, match=r"rewards\.0\.params\.limt: reward 'brevity' has no parameter 'limt'"
+    ):
         RewardComposition.from_config([RewardConfig(name="brevity", params={"limt": 1})], registry)
 
 

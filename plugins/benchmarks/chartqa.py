@@ -11,13 +11,20 @@ Three published forms are read, exactly as released:
 - the lmms-eval copy ``lmms-lab/ChartQA`` (``data/test-*.parquet``): ``image``,
   ``question``, ``answer`` and ``type`` (``human_test`` / ``augmented_test``).
 
-Scoring is ChartQA's relaxed accuracy (answer type ``chartqa``: numbers within 5%,
-other answers exact up to case), which ``score_answer`` already implements, so the
-default :meth:`Benchmark.score` is the official rule. The category is ``human`` or
+Scoring (default, ``--option scorer=official``): ChartQA's relaxed accuracy exactly as
+lmms-eval's ``relaxed_correctness`` (pix2struct's): numbers within 5% (a trailing ``%``
+divides by 100), other answers equal up to case, applied to the answer as given
+(:func:`~codedance.rewards.answers.answer_as_given`: the ``<answer>`` content, else the
+whole response), so ``U.S.`` answers gold ``U.S.`` and ``No.`` does not answer ``No``.
+``--option scorer=lenient`` first extracts the answer from prose ("The answer is
+14.") and drops a trailing full stop (answer type ``chartqa``). The category is ``human`` or
 ``augmented``; the paper's single number is the mean over both (relaxed overall).
 Task ids are ``<category>-<n>``, ``n`` counting rows of that category in file order
 (ChartQA has no id field; one chart carries several questions). Option ``split``:
 ``test`` (default) or ``val``.
+
+Tested on a subset of the authors' real records: tests/data/real/chartqa/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.evaluation.benchmark import Benchmark, BenchmarkDataError
 from codedance.evaluation.files import data_files, iter_parquet_rows, read_json, write_image
-from codedance.runtime.types import Task
+from codedance.rewards.answers import answer_as_given
+from codedance.rewards.matching import relaxed_correctness
+from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["ChartQABenchmark", "register_benchmarks"]
 
@@ -66,6 +75,22 @@ class ChartQABenchmark(Benchmark):
         "GPT-4o": 86.7,
         "DeepEyes-7B": 78.2,
     }
+
+    grader: ClassVar[str] = "lmms-eval relaxed_correctness on the answer as given"
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "relaxed correctness on codedance's extracted answer (answer type chartqa)"
+    }
+
+    def score(self, trajectory: Trajectory) -> float:
+        """Relaxed correctness of the answer as given (lenient: of the extracted answer)."""
+        task = trajectory.task
+        if task.answer is None:
+            return 0.0
+        if self.scorer_mode == "lenient":
+            return super().score(trajectory)
+        given = answer_as_given(trajectory.answer or "")
+        return 1.0 if relaxed_correctness(task.answer, given) else 0.0
 
     @property
     def split(self) -> str:

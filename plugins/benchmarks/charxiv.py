@@ -16,21 +16,30 @@ named from ``subplot_loc``), indentation normalised. Ids are the official respon
 keys ``<figure_id>`` and ``<figure_id>_<i>``. Categories: the reasoning answer types
 (Text-in-Chart, ...) or the descriptive groups (Information Extraction, ...).
 
-Scoring deviates from the official grader, which asks GPT-4o to extract and judge
-the answer; here the answer is extracted by rule (``<answer>``, ``\\boxed``, "the
-answer is") and judged by the rule each grading rubric states:
+Scoring: the official grader is an LLM (GPT-4o prompted with a rubric per answer
+kind). By default a rule-based stand-in takes its place, and the report says so
+(grader below); it gives the rubrics' own scores on all 27 of their worked examples
+(tests/test_bench_charxiv_rubric.py). The answer is extracted by rule (``<answer>``,
+``\\boxed``, "the answer is"; an unmarked response also after its last " is ") and
+judged by the rule each grading rubric states:
 
 - numbers (Number-in-Chart/-General; descriptive counts and differences): equal in
   value in any notation (``0.01``, ``1e-2``, ``10^-2``), up to float noise only, as
   the rubric says "exactly equal in values";
 - text-in-chart terms: equal after normalising case, LaTeX markup (``$``, ``\\``,
   braces), Greek letters (the letter or its name) and enclosing brackets (``(b)`` =
-  ``b``); comma-separated terms in any order;
-- text-in-general and trends: the same, or equal after SQuAD normalisation (the GPT
-  judge's "same semantic meaning" is not reproduced: paraphrases score 0);
+  ``b``), sub- and superscripts in either order (``A_v^t`` = ``A^t_v``);
+  comma-separated terms in any order;
+- text-in-general and trends: the same, or equal after SQuAD normalisation; a trend
+  by its sequence of directions ("move up and stay constant" = "increases then
+  stabilizes"); other paraphrases score 0 (the GPT judge's "same semantic meaning");
 - descriptive titles, labels and ticks: the term rule, or equal numbers; legend
   names: terms in the same order; "do lines intersect": yes/no; layout: "n by m";
-- a gold "Not Applicable" needs a response saying "not applicable" (or n/a, none).
+- a gold "Not Applicable" needs a response saying so, or saying the thing is absent
+  ("There is no title.", "There are no lines in the plot.").
+
+Tested on a subset of the authors' real records: tests/data/real/charxiv/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
@@ -47,6 +56,14 @@ from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.evaluation.benchmark import Benchmark, BenchmarkDataError
 from codedance.evaluation.files import find_file, read_json
+from codedance.plugins.benchmarks.charxiv_rubric import (
+    answer_candidates,
+    expresses_absence,
+    grading_prompt,
+    grading_verdict,
+    same_trend,
+    script_order,
+)
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["CharXivBenchmark", "judge", "register_benchmarks"]
@@ -225,6 +242,10 @@ class CharXivBenchmark(Benchmark):
         "https://huggingface.co/datasets/princeton-nlp/CharXiv)"
     )
     reported: ClassVar[Mapping[str, float]] = {"CodeDance-7B": 44.1, "Qwen2.5-VL-7B": 42.1}
+    grader: ClassVar[str] = (
+        "rule-based stand-in for CharXiv's GPT-4o grader (its rubrics' rules; all 27 worked "
+        "examples agree)"
+    )
 
     def tasks(self, image_dir: Path) -> Iterator[Task]:
         subset, split = self.choice("subset", SUBSETS), self.choice("split", SPLITS)
@@ -261,7 +282,18 @@ class CharXivBenchmark(Benchmark):
             return 0.0
         response = extract(trajectory.answer or "")
         rule = task.metadata["rule"]
-        return 1.0 if judge(response.text, task.answer, rule, marked=response.marked) else 0.0
+        candidates = answer_candidates(response.text, marked=response.marked)
+        right = any(judge(text, task.answer, rule, marked=response.marked) for text in candidates)
+        return 1.0 if right else 0.0
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """CharXiv's own GPT-4o grading query for ``response`` (``--judge``)."""
+        if task.answer is None:
+            return None
+        return grading_prompt(task.metadata, task.answer, response)
+
+    def judge_verdict(self, reply: str) -> float | None:
+        return grading_verdict(reply)
 
     def _json(self, name: str) -> Path | None:
         return find_file(name, (self.data / "data", self.data))
@@ -371,6 +403,7 @@ def _bad_entry(path: Path, key: str | None, what: str) -> BenchmarkDataError:
 # -- rule-based judging ------------------------------------------------------------------
 
 _MARKUP = re.compile(r"[$\\{}]")
+_MATH_DELIMITERS = re.compile(r"\\[()\[\]]")
 _ENCLOSED = re.compile(r"^\(([^()]*)\)$|^\[([^\[\]]*)\]$|^\"([^\"]*)\"$|^'([^']*)'$")
 _OPERATOR_SPACE = re.compile(r"\s*([=_^:/+\-<>])\s*")
 _POWER_OF_TEN = re.compile(r"10\s*\^\s*\{?\s*([-+\u2212]?\d+)\s*\}?")
@@ -387,7 +420,7 @@ def judge(prediction: str, answer: str, rule: str, *, marked: bool = True) -> bo
     marked its answer, as for :func:`~codedance.rewards.numbers.pick_number`.
     """
     if _canon(answer) == "not applicable":
-        return bool(_NOT_APPLICABLE.search(_canon(prediction)))
+        return expresses_absence(_canon(prediction))
     if not prediction.strip() or _NOT_APPLICABLE.search(_canon(prediction)):
         return False
     if rule == "number":
@@ -399,8 +432,10 @@ def _canon(text: str) -> str:
     """Lowercase, Greek letters spelled out, LaTeX markup and an enclosing bracket removed."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(map(_spell_greek, text))
+    text = _MATH_DELIMITERS.sub(" ", text)  # gold "\\( g_A(r) \\)" is g_A(r)
     text = " ".join(_MARKUP.sub("", text).split()).rstrip(".").strip()
     text = _OPERATOR_SPACE.sub(r"\1", text)
+    text = script_order(text)
     enclosed = _ENCLOSED.match(text)
     return next(g for g in enclosed.groups() if g is not None).strip() if enclosed else text
 
@@ -432,6 +467,9 @@ def _same_phrase(prediction: str, answer: str) -> bool:
 
     if _same_terms(prediction, answer):
         return True
+    trends = same_trend(prediction, answer)
+    if trends is not None:  # the rubric judges trends by meaning: compare their directions
+        return trends
     return normalize_text(_canon(prediction)) == normalize_text(_canon(answer))
 
 

@@ -20,6 +20,10 @@ The question is "How many {label} are there in this image?"; scoring is answer
 type ``count`` (the same whole number). The category buckets the gold count
 (``2-4``, ``5-7``, ``8-10``). Ids are ``pixmocount-<split>-<row>`` (no id field).
 Option ``split``: ``test`` (default), ``validation`` or ``train``.
+
+No public repository holds PixMo-Count's real rows (they are on Hugging Face only; see
+tests/data/real/pixmocount/SOURCES.md), so this loader is tested on rows
+written to the published schema, not on the authors' records.
 """
 
 from __future__ import annotations

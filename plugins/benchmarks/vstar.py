@@ -15,10 +15,20 @@ The question is ``text`` as published (it already lists the options); the option
 are parsed from it into ``Task.options`` and the gold is ``label``, a letter.
 Categories: ``direct_attributes`` (115) and ``relative_position`` (76).
 
-Scoring: the official script picks the option of lowest loss; generative
-evaluations (lmms-eval) extract a letter from the response and compare it with
-``label``. We do the latter with ``score_answer(..., "multiple_choice")``, which
-also accepts the text of exactly one option.
+Scoring: the V* paper's script picks the option of lowest loss, which a generative
+model has no equivalent of; the published generative scorer is lmms-eval's
+``vstar_bench`` (``extract_answer_letter``), and that is the default here
+(``--option scorer=official``), applied to the answer codedance extracts: uppercased,
+the first of these that matches gives the letter (A-D): a response that starts with a
+letter; "answer/choice/option (is)" then a letter; ``(X)``; a letter followed by ``.``,
+``)`` or ``]``; a letter standing alone; the only letter A-D in the response. Its
+quirks are kept: "Blue" reads as B (it starts with B), option texts never count.
+``--option scorer=lenient`` uses ``score_answer(..., "multiple_choice")`` instead, which
+also accepts the text of exactly one option and rejects hedges such as "(A) or (C)".
+
+No public repository holds V* Bench's real rows (they are on Hugging Face only; see
+tests/data/real/vstar/SOURCES.md), so this loader is tested on rows
+written to the published schema, not on the authors' records.
 """
 
 from __future__ import annotations
@@ -33,9 +43,10 @@ from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.evaluation.benchmark import Benchmark, BenchmarkDataError
 from codedance.evaluation.files import data_files, iter_parquet_rows, jsonl_rows, write_image
-from codedance.runtime.types import Task
+from codedance.rewards.answers import answer_as_given
+from codedance.runtime.types import Task, Trajectory
 
-__all__ = ["VStarBench", "parse_options", "register_benchmarks"]
+__all__ = ["VStarBench", "official_letter", "parse_options", "register_benchmarks"]
 
 QUESTIONS_FILE = "test_questions.jsonl"
 CATEGORIES = ("direct_attributes", "relative_position")
@@ -59,6 +70,12 @@ def parse_options(text: str) -> list[str] | None:
 
 class VStarBench(Benchmark):
     """V* Bench: 191 multiple-choice questions on high-resolution images."""
+
+    grader: ClassVar[str] = "lmms-eval vstar_bench letter extraction (extract_answer_letter)"
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "codedance multiple_choice: the letter, or the text of exactly one option"
+    }
 
     name: ClassVar[str] = "vstar"
     description: ClassVar[str] = (
@@ -159,11 +176,42 @@ class VStarBench(Benchmark):
             metadata={"category": category, "question_id": question_id},
         )
 
+    def score(self, trajectory: Trajectory) -> float:
+        """lmms-eval's letter (official) or ``multiple_choice`` (lenient) against ``label``."""
+        task = trajectory.task
+        if task.answer is None:
+            return 0.0
+        if self.scorer_mode == "lenient":
+            return super().score(trajectory)
+        return (
+            1.0 if official_letter(answer_as_given(trajectory.answer or "")) == task.answer else 0.0
+        )
+
     def _field(self, row: Mapping[str, Any], key: str, where: str) -> Any:
         value = row.get(key)
         if value is None or value == "":
             raise self.missing(f"{where} has no {key!r} field (fields: {sorted(row)})")
         return value
+
+
+_LETTER_RULES = (
+    re.compile(r"^([A-D])"),  # starts with a letter ("Blue" too, as lmms-eval)
+    re.compile(r"(?:THE\s+)?(?:ANSWER|CHOICE|OPTION)(?:\s+IS)?[\s:]+([A-D])"),
+    re.compile(r"\(([A-D])\)"),
+    re.compile(r"([A-D])\s*[.)\]]"),
+    re.compile(r"(?:^|\s)([A-D])(?:\s|$)"),
+)
+
+
+def official_letter(response: str) -> str | None:
+    """The option letter lmms-eval's V* scorer reads from ``response`` (see the module doc)."""
+    text = response.strip().upper()
+    for rule in _LETTER_RULES:
+        found = rule.search(text)
+        if found is not None:
+            return found.group(1)
+    letters = re.findall(r"[A-D]", text)
+    return letters[0] if len(letters) == 1 else None
 
 
 @hookimpl

@@ -34,6 +34,7 @@ from .protocol import MAX_BLOB, MAX_HEADER, ProtocolError, send_message
 _LENGTH = struct.Struct(">I")
 _OUTPUT_SLACK = 200  # the worker's "[output truncated ...]" note
 _READY_TIMEOUT_S = 60.0
+_SYNC_TIMEOUT_S = 30.0  # an honest session is idle once it sent its result
 MAX_IMAGES = 16
 
 Frame = tuple[dict[str, Any], list[bytes]]
@@ -87,7 +88,8 @@ def _parse_header(data: bytes, max_blob: int) -> dict[str, Any]:
         raise ProtocolError("a header that is not an object with a list of blob sizes")
     if sum(sizes) > max_blob:
         raise ProtocolError(f"blobs of {sum(sizes)} bytes exceed {max_blob}")
-    return header
+    checked: dict[str, Any] = header
+    return checked
 
 
 def result_problem(header: dict[str, Any], blobs: list[bytes], max_chars: int) -> str | None:
@@ -124,6 +126,13 @@ def compromised_result(why: str, seq: Any) -> dict[str, Any]:
         "session_died": True,
         "restored": "reset",
     }
+
+
+def _notice(why: str) -> str:
+    return (
+        f"the session sent {why}, a forged or corrupted record, rejected; "
+        "it was restarted from its inputs"
+    )
 
 
 class Relay:
@@ -166,7 +175,8 @@ class Relay:
     def serve(self) -> None:
         """Relay until the host closes its stream; then end every process of the session."""
         while True:
-            ready = select.select([self.host_in, self.channel], [], [], 1.0)[0]
+            watched: list[Any] = [self.host_in, self.channel]
+            ready = select.select(watched, [], [], 1.0)[0]
             if self.host_in in ready and not self._from_host():
                 break
             if self.channel in ready:
@@ -185,11 +195,46 @@ class Relay:
             op = header.get("op")
             if op in ("run", "restart"):
                 self.pending = (str(op), header.get("seq"))
+                problem = self._sync()
+                if problem is not None:  # this request runs in a fresh session, told so
+                    self._restart_session()
+                    self.notice = _notice(problem)
             with contextlib.suppress(OSError):
                 send_message(self.channel, header, blobs)
             if op == "close":
                 return False
         return True
+
+    def _sync(self) -> str | None:
+        """Make sure the session is idle before a request: None, or what it sent instead.
+
+        The session answers an unknown op with an ``error`` that names it, after every
+        frame it sent before; so a result that arrives after a forged one (or any frame
+        nobody asked for) shows up here, before the next request could be paired with it.
+        """
+        token = f"sync-{os.urandom(8).hex()}"
+        try:
+            send_message(self.channel, {"op": token})
+        except OSError:
+            return "nothing: its processes died"
+        deadline = time.monotonic() + _SYNC_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self.channel], [], [], left)[0]:
+                continue
+            try:
+                chunk = self.channel.recv(1 << 16)
+                frames = self.reader.feed(chunk) if chunk else None
+            except (OSError, ProtocolError) as exc:
+                return f"bytes that are not frames ({exc})"
+            if frames is None:
+                return "nothing: its processes died"
+            if not frames:
+                continue
+            (header, _), extra = frames[0], frames[1:]
+            if header.get("op") != "error" or token not in str(header.get("message")) or extra:
+                return f"a {header.get('op')!r} frame nobody asked for"
+            return None
+        return f"no answer to a check within {_SYNC_TIMEOUT_S:g} s (busy after its result)"
 
     def _from_session(self) -> None:
         try:
@@ -209,7 +254,7 @@ class Relay:
         if self.pending is None:
             self.compromise(f"a {header.get('op')!r} frame nobody asked for")
             return False
-        op, seq = self.pending
+        _op, seq = self.pending
         if header.get("op") == "result":
             problem = result_problem(header, blobs, self.max_chars)
             if problem is not None:
@@ -217,9 +262,9 @@ class Relay:
                 return False
             self._add_notice(header)
         self.pending = None
-        self.send_host({**header, "seq": seq}, blobs)
         if header.get("timed_out") and not header.get("session_died"):
-            kill_leftovers(self.pid, self.spec.get("on_error", "keep"))
+            kill_leftovers(self.pid, self.spec.get("on_error", "keep"))  # before the host hears
+        self.send_host({**header, "seq": seq}, blobs)
         return True
 
     def _add_notice(self, header: dict[str, Any]) -> None:
@@ -236,10 +281,7 @@ class Relay:
         elif self.pending is not None:
             self.send_host({"op": "ready", "seq": self.pending[1]})
         else:
-            self.notice = (
-                f"the session sent {why}, a forged or corrupted record, rejected; "
-                "it was restarted from its inputs"
-            )
+            self.notice = _notice(why)
         self.pending = None
 
     def _session_died(self) -> None:

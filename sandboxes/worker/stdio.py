@@ -17,6 +17,7 @@ channel to the relay before it writes the inputs and serves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,6 +44,7 @@ def main(modules: list[str] | None = None) -> None:
     host_in, host_out = os.dup(0), os.dup(1)
     _silence_standard_streams()
     _shield()
+    _seed_matplotlib_cache()
     loaded = preload(list(PRELOAD if modules is None else modules))
     reader = FrameReader()
     relay_out = _Out(host_out)
@@ -79,6 +81,17 @@ def _silence_standard_streams() -> None:
     for fd in (0, 1):
         os.dup2(null, fd)
     os.close(null)
+
+
+def _seed_matplotlib_cache(image_cache: str = "/opt/codedance-image/matplotlib") -> None:
+    """Copy the font cache the sandbox image built into our (empty, tmpfs) MPLCONFIGDIR."""
+    target = os.environ.get("MPLCONFIGDIR")
+    if not target or not os.path.isdir(image_cache):
+        return
+    import shutil
+
+    with contextlib.suppress(OSError):
+        shutil.copytree(image_cache, target, dirs_exist_ok=True)
 
 
 def _shield() -> None:
@@ -121,10 +134,8 @@ def _close_all_but(keep: int) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2 and fd != keep:
-            try:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
                 os.close(fd)
-            except OSError:
-                pass  # the listing's own descriptor, already closed
 
 
 def _serve_session(
@@ -135,19 +146,45 @@ def _serve_session(
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         label = [*spec.get("base_isolation", []), f"preloaded {len(loaded)} modules"]
-        label += _drop_privileges(spec.get("uid"), spec.get("gid"))
+        uid, gid = spec.get("uid"), spec.get("gid")
+        _enter_workdir(spec["workdir"], inputs, uid, gid)
+        if not _init_drops_privileges():
+            label += _drop_privileges(uid, gid)
         isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
-        os.makedirs(spec["workdir"], exist_ok=True)
-        os.chdir(spec["workdir"])
-        for name, data in inputs:
-            with open(os.path.basename(name), "wb") as handle:
-                handle.write(data)
         os.environ.clear()
         os.environ.update(spec.get("env", {}))
         isolation.set_limits(spec.get("session_limits", {}))
         init_main(channel, spec, ", ".join(label))
     except BaseException as exc:
         send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+
+
+def _init_drops_privileges() -> bool:
+    """Whether the session's init itself keeps root and drops to ``spec["uid"]`` in its
+    holder (a worker whose ``session`` module declares ``INIT_CAPS``); then it stays root."""
+    from . import session
+
+    return hasattr(session, "INIT_CAPS")
+
+
+def _enter_workdir(
+    workdir: str, inputs: list[tuple[str, bytes]], uid: int | None, gid: int | None
+) -> None:
+    """Enter the workdir and write the input files, as ``uid`` (the workdir is its, 0700)."""
+    switch = uid is not None and os.geteuid() == 0 and uid != 0
+    if uid is not None and switch:
+        os.setegid(uid if gid is None else gid)
+        os.seteuid(uid)  # a root relay keeps its real uid, so it can come back
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        for name, data in inputs:
+            with open(os.path.basename(name), "wb") as handle:
+                handle.write(data)
+    finally:
+        if switch:
+            os.seteuid(0)
+            os.setegid(0)
 
 
 def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
@@ -163,4 +200,3 @@ def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
             raise PermissionError(f"could not drop to uid {uid}")
         isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable
     return [f"code as uid {uid}, relay apart as uid 0 (non-dumpable)"]
-

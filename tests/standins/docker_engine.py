@@ -283,7 +283,8 @@ def _image_binds(directory: str, reserved: set[str]) -> list[str]:
 def _tmpfs_args(path: str, options: str) -> list[str]:
     """bubblewrap's flags for one Docker tmpfs (kernel default mode 1777)."""
     values = dict(item.partition("=")[::2] for item in options.split(",") if "=" in item)
-    argv = ["--perms", values.get("mode", "1777")]
+    # bubblewrap cannot chown a tmpfs: one Docker would give to a uid is world-writable here.
+    argv = ["--perms", "1777" if "uid" in values else values.get("mode", "1777")]
     if "size" in values:
         argv += ["--size", str(_bytes(values["size"]))]
     return [*argv, "--tmpfs", path]
