@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check in one command (docs/training.md, "GPU check"). On a machine with one
-# CUDA GPU (an H100: under 8 minutes, most of it the install), from the repository root:
+# CUDA GPU (an H100: under 8 minutes with uv, most of it the install), from the repository root:
 #   1. installs what it needs into its own virtualenv ($GPU_CHECK_VENV, default .venv-gpu,
 #      reused when present): verl 0.9.1 with its vllm extra, which pins torch, vLLM and
 #      transformers to a tested set, and codedance with the train, hf, tools, rewards and
@@ -25,7 +25,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
     --no-install) INSTALL=0 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown option '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +34,7 @@ VENV="${GPU_CHECK_VENV:-.venv-gpu}"
 VPY="${GPU_CHECK_PYTHON:-$VENV/bin/python}"
 PINS=("verl[vllm]==0.9.1" "tensordict==0.10.0")  # tensordict: verl resolves slowly without it
 EXTRAS=".[train,hf,tools,rewards,dev]"
-LIMIT_INSTALL=300 LIMIT_VLLM=180 LIMIT_STEP=360  # seconds, each a hard cap
+LIMIT_INSTALL=600 LIMIT_VLLM=180 LIMIT_STEP=360  # seconds, each a hard cap (uv installs in ~2 min)
 STARTED=$SECONDS
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
@@ -66,12 +66,13 @@ if [ "$INSTALL" = 1 ] && [ -z "${GPU_CHECK_PYTHON:-}" ]; then
     [ -x "$VPY" ] || run "virtualenv" 60 uv venv --python "${PYTHON:-python3}" "$VENV" \
       || verdict FAIL "could not create $VENV" 1
     run "install" "$LIMIT_INSTALL" uv pip install --python "$VPY" "${PINS[@]}" -e "$EXTRAS" \
-      || verdict FAIL "install failed (uv pip install ${PINS[*]} -e $EXTRAS)" 1
+      || verdict FAIL "install failed or ran over ${LIMIT_INSTALL}s (uv pip install ${PINS[*]} -e $EXTRAS)" 1
   else
     [ -x "$VPY" ] || run "virtualenv" 60 "${PYTHON:-python3}" -m venv "$VENV" \
       || verdict FAIL "could not create $VENV" 1
     run "install" "$LIMIT_INSTALL" "$VPY" -m pip install -q --disable-pip-version-check \
-      "${PINS[@]}" -e "$EXTRAS" || verdict FAIL "install failed (pip install ${PINS[*]} -e $EXTRAS)" 1
+      "${PINS[@]}" -e "$EXTRAS" \
+      || verdict FAIL "install failed or ran over ${LIMIT_INSTALL}s (pip install ${PINS[*]} -e $EXTRAS)" 1
   fi
 fi
 
