@@ -159,8 +159,15 @@ def _isolate(spec: dict[str, Any]) -> str:
         target = spec["workdir"]
     hidden = spec.get("sessions_root")
     if hidden:  # not covered but gone: nothing under it is in this session's mount tree
-        isolation.umount(hidden)
-        features.append("other sessions not mounted")
+        try:
+            isolation.umount(hidden)
+            features.append("other sessions not mounted")
+        except OSError:
+            # In a user namespace of our own bubblewrap's mounts are locked together; a
+            # cover is the best we can do there, and holders (no capabilities) and any
+            # namespace they make (where our mounts are locked in turn) cannot lift it.
+            isolation.mount("tmpfs", hidden, "tmpfs", flags | isolation.MS_RDONLY, "size=4k")
+            features.append("other sessions hidden (covered)")
     os.chdir(target)
     return ", ".join(features)
 
