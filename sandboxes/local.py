@@ -132,8 +132,8 @@ class LocalSandbox(SandboxBackend):
             if self._zygote is None or not self._zygote.alive():
                 if self._zygote is not None:
                     self._zygote.close()
+                self._setup_accounting()  # first: "required" must fail before any fork
                 self._zygote = Zygote(self.use_bwrap, self.preload)
-                self._setup_accounting()
             return self._zygote
 
     def _setup_accounting(self) -> None:
