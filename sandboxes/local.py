@@ -206,6 +206,7 @@ class LocalSandbox(SandboxBackend):
             "session_limits": {"nproc": cfg.max_processes, "nofile": 1024, "core": 0},
             "holder_limits": {"as": cfg.memory_mb * mb, "fsize": cfg.max_file_mb * mb},
             "cpu_time_s": cfg.cpu_time_s,
+            "max_output_chars": cfg.max_output_chars,
         }
 
     def configure(self, handle: Handle, spec: SessionSpec, zygote: Zygote) -> str:
