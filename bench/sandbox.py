@@ -181,6 +181,7 @@ class LocalSystem(System):
         start = time.perf_counter()
         self.close_session(self.open())
         self.zygote_ms = (time.perf_counter() - start) * 1000
+        self.close_session(self.open())  # the second session starts the pool filling
         self.cold.open_session().close()
 
     def time_ready(self) -> tuple[float, float]:

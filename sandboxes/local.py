@@ -132,8 +132,8 @@ class LocalSandbox(SandboxBackend):
             if self._zygote is None or not self._zygote.alive():
                 if self._zygote is not None:
                     self._zygote.close()
+                self._setup_accounting()  # first: "required" must fail before any fork
                 self._zygote = Zygote(self.use_bwrap, self.preload)
-                self._setup_accounting()
             return self._zygote
 
     def _setup_accounting(self) -> None:
@@ -206,6 +206,7 @@ class LocalSandbox(SandboxBackend):
             "session_limits": {"nproc": cfg.max_processes, "nofile": 1024, "core": 0},
             "holder_limits": {"as": cfg.memory_mb * mb, "fsize": cfg.max_file_mb * mb},
             "cpu_time_s": cfg.cpu_time_s,
+            "max_output_chars": cfg.max_output_chars,
         }
 
     def configure(self, handle: Handle, spec: SessionSpec, zygote: Zygote) -> str:

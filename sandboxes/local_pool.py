@@ -4,7 +4,9 @@ A pooled session is isolated, in its cgroup, running as its uid with its limits
 and its holder waiting: everything but its inputs. Taking one costs a message
 with the inputs and the holder's engine set-up, not three forks. Sessions forked
 before the zygote imported a new tool bundle are dropped rather than handed out
-(they would import the tools' modules from source).
+(they would import the tools' modules from source). Filling starts with the
+second session a backend opens, so a one-off ``codedance exec`` forks nothing it
+does not use.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class SessionPool:
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         self.closing = False
+        self.asked = 0  # sessions asked for: a one-off user (`codedance exec`) never fills
 
     def take(self, zygote: Zygote) -> Handle | None:
         """A ready session forked by ``zygote`` with its current tools, or None."""
@@ -40,7 +43,9 @@ class SessionPool:
         stale = []
         taken = None
         with self.cond:
-            self._start_filling()
+            self.asked += 1
+            if self.asked >= 2:
+                self._start_filling()
             while self.ready:
                 handle = self.ready.popleft()
                 if handle.generation == zygote.generation:

@@ -172,6 +172,18 @@ class Engine:
 
     # -- the namespace the model sees ------------------------------------------------
 
+    def add_inputs(self, image_files: list[str], tools: dict[str, Any] | None = None) -> None:
+        """Bind inputs and tools to an engine built before they were known.
+
+        The local backend's pooled sessions build their engine (capture threads and
+        pipes) ahead of time and receive their inputs when a session is opened.
+        """
+        self._preload(image_files)
+        bundle = load_bundle(tools)
+        if bundle:
+            self._notes += install_tools(bundle, self.namespace)
+        self._patch_viewers()
+
     def _preload(self, image_files: list[str]) -> None:
         ns = self.namespace
         if "matplotlib.pyplot" in sys.modules:

@@ -74,7 +74,7 @@ class Holder:
     def run_forked(self, code: str, timeout: float, cpu_soft: bool) -> str | None:
         """Run in a runner with its own PID namespace; keep it only if it succeeds."""
         ours, theirs = socket.socketpair()
-        pid, own_namespace = self._spawn_runner(theirs, code)
+        pid, own_namespace = self._spawn_runner(theirs, code, ours)
         theirs.close()
         ours.settimeout(timeout)
         started = time.monotonic()
@@ -115,11 +115,14 @@ class Holder:
         )
         return None
 
-    def _spawn_runner(self, channel: socket.socket, code: str) -> tuple[int, bool]:
+    def _spawn_runner(
+        self, channel: socket.socket, code: str, ours: socket.socket
+    ) -> tuple[int, bool]:
         read_end, write_end = os.pipe()
         helper = os.fork()
         if helper == 0:
             os.close(read_end)
+            ours.close()  # the holder's end: the runner keeps only its own
             own_namespace = _enter_run_namespace()
             pid = os.fork()
             if pid == 0:

@@ -30,12 +30,37 @@ CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN, CAP_SYS_RESOURCE = 5, 6, 7, 21,
 _LAST_CAP = 63  # PR_CAPBSET_DROP answers EINVAL past the kernel's last capability
 
 _libc = ctypes.CDLL(None, use_errno=True)
+#: The same libc, called with the GIL held: a child made by clone() must come back
+#: holding it, as after os.fork().
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+SIGCHLD = 17
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def clone(flags: int) -> int:
+    """fork() into new namespaces in one step: 0 in the child, its pid in the parent.
+
+    With CLONE_NEWPID the child is PID 1 of its namespace at once, which saves the
+    second fork that unshare() needs. Only for a single-threaded caller (the zygote):
+    the child skips Python's after-fork hooks, which matter only with threads.
+    Raises OSError where the architecture or the kernel refuses.
+    """
+    number = _SYS_CLONE.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, "clone: unsupported architecture")
+    syscall = _pylibc.syscall
+    syscall.restype = ctypes.c_long
+    pid = syscall(ctypes.c_long(number), ctypes.c_ulong(flags | SIGCHLD), None, None, None, None)
+    if pid < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"clone: {os.strerror(errno)}")
+    return int(pid)
 
 
 def unshare(flags: int) -> None:

@@ -100,7 +100,21 @@ def _warm_tools(request: dict[str, Any]) -> None:
 def _spawn(
     control: socket.socket, host_fd: int, cgroup_fds: list[int], spec: dict[str, Any]
 ) -> None:
-    if os.fork() != 0:
+    """Start a session: its init, PID 1 of new namespaces, made by one clone()."""
+    uid, gid = os.geteuid(), os.getegid()
+    features = list(spec.get("base_isolation", []))
+    try:  # privileged (root host, or root of bubblewrap's user namespace)
+        pid = isolation.clone(_NAMESPACES)
+        own_user = False
+    except OSError:
+        try:  # a user namespace of our own first (a non-root host)
+            pid = isolation.clone(_NAMESPACES | isolation.CLONE_NEWUSER)
+            own_user = True
+        except OSError as exc:
+            features.append(f"no session namespaces ({exc.strerror})")
+            pid, own_user = os.fork(), False
+            spec = {**spec, "no_namespaces": True}
+    if pid != 0:
         return
     try:
         control.close()
@@ -110,7 +124,9 @@ def _spawn(
             os.write(fd, b"0")
             os.close(fd)
         os.close(host_fd)
-        label = _isolate(spec)
+        if own_user:
+            isolation.map_ids("self", 0, uid, 0, gid)
+        label = _isolate(spec, features)
         _start_init(host, spec, label)
     except BaseException as exc:
         try:
@@ -131,21 +147,14 @@ _NAMESPACES = (
 )
 
 
-def _isolate(spec: dict[str, Any]) -> str:
-    """Enter the session's namespaces and mounts; describe what took effect."""
-    features = list(spec.get("base_isolation", []))
+def _isolate(spec: dict[str, Any], features: list[str]) -> str:
+    """Set up the session's mounts (we are PID 1 of its namespaces); describe them."""
     uid = spec.get("uid")
     if uid is not None:
         features.append(f"uid {uid}")
-    try:  # privileged (root host, or root of bubblewrap's user namespace): no new user ns
-        isolation.unshare(_NAMESPACES)
-    except OSError:
-        try:
-            isolation.enter_user_namespace(_NAMESPACES)
-        except OSError as exc:
-            features.append(f"no session namespaces ({exc.strerror})")
-            os.chdir(spec["workdir"])
-            return ", ".join(features)
+    if spec.get("no_namespaces"):
+        os.chdir(spec["workdir"])
+        return ", ".join(features)
     features.append("own pid/net/ipc/mount namespaces (no network)")
     isolation.mount("none", "/", None, isolation.MS_REC | isolation.MS_PRIVATE)
     flags = isolation.MS_NOSUID | isolation.MS_NODEV
@@ -159,21 +168,29 @@ def _isolate(spec: dict[str, Any]) -> str:
         target = spec["workdir"]
     hidden = spec.get("sessions_root")
     if hidden:  # not covered but gone: nothing under it is in this session's mount tree
-        isolation.umount(hidden)
-        features.append("other sessions not mounted")
+        try:
+            isolation.umount(hidden)
+            features.append("other sessions not mounted")
+        except OSError:
+            # In a user namespace of our own bubblewrap's mounts are locked together; a
+            # cover is the best we can do there, and holders (no capabilities) and any
+            # namespace they make (where our mounts are locked in turn) cannot lift it.
+            isolation.mount("tmpfs", hidden, "tmpfs", flags | isolation.MS_RDONLY, "size=4k")
+            features.append("other sessions hidden (covered)")
     os.chdir(target)
     return ", ".join(features)
 
 
 def _start_init(host: socket.socket, spec: dict[str, Any], label: str) -> None:
-    if os.fork() != 0:
-        os._exit(0)  # init is re-parented (and later reaped) above us
-    try:
-        isolation.mount("proc", "/proc", "proc", isolation.MS_NOSUID | isolation.MS_NODEV)
-        label += ", private /proc"
-        label += _lock_proc()
-    except OSError:
+    if spec.get("no_namespaces"):
         label += ", shared /proc"
+    else:
+        try:
+            isolation.mount("proc", "/proc", "proc", isolation.MS_NOSUID | isolation.MS_NODEV)
+            label += ", private /proc"
+            label += _lock_proc()
+        except OSError:
+            label += ", shared /proc"
     # The memory limit takes a holder, never init.
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
         handle.write("-1000")
