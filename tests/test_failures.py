@@ -111,14 +111,22 @@ def lone() -> Iterator[LocalSandbox]:
         yield backend
 
 
+def _needs_pid_namespace(trajectory: Trajectory) -> None:
+    """Without its own PID namespace a session's holder outlives a killed init."""
+    if "pid" not in trajectory.turns[0].execution["isolation"]:
+        pytest.skip("sessions get no PID namespace here: killing init leaves the holder")
+
+
 def test_a_worker_killed_from_outside_is_infrastructure_and_retried(lone):
     trajectory = solve(lone, TASK, KillOnce(lone), retries=1)
+    _needs_pid_namespace(trajectory)
     assert (trajectory.failure, trajectory.attempts, trajectory.answer) == (None, 2, "42")
     assert trajectory.failed_calls == 0
 
 
 def test_without_retries_a_lost_worker_is_unscored_not_a_failed_call(lone):
     trajectory = solve(lone, TASK, KillOnce(lone), retries=0)
+    _needs_pid_namespace(trajectory)
     assert (trajectory.stop, trajectory.failure) == ("error", "sandbox_lost")
     lost = trajectory.turns[-1]
     assert lost.execution["infrastructure"]
