@@ -347,3 +347,20 @@ def test_the_ocr_tool_sizes_onnxruntime_by_the_sessions_thread_cap():
     # at 3, each of the three models (detect, classify, recognise) gets 2 workers.
     assert added[1] <= 1, added
     assert added[3] >= added[1] + 3, added
+
+
+def test_resume_runs_framework_failures_again_and_the_new_line_supersedes(tmp_path):
+    from codedance.runtime.store import RunWriter, read_trajectories
+
+    failed = _trajectory("", [], failure="sandbox_start")
+    other = Trajectory(Task("t2", "?"), "", Message.text("user", "?"), answer="x")
+    writer = RunWriter(tmp_path)
+    writer.write(failed)
+    writer.write(other)
+    writer.close()
+    resumed = RunWriter(tmp_path, resume=True)
+    assert resumed.done == {"t2"}
+    resumed.write(_trajectory("42", []))
+    resumed.close()
+    runs = read_trajectories(tmp_path)
+    assert [(t.task.id, t.failure) for t in runs] == [("t2", None), ("t1", None)]
