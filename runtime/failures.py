@@ -195,6 +195,8 @@ def console_lines(rows: Sequence[FailureRow], out: str = "OUT") -> list[str]:
         )
         if row.fix:
             lines.append(f"    fix: {row.fix}")
+    if any(row.infrastructure for row in rows):
+        lines.append("  tasks the framework failed run again with --resume (the same --out)")
     lines.append(f"  see each trajectory: codedance view {out}")
     return lines
 

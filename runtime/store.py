@@ -9,7 +9,9 @@ Layout of ``OUT``::
 
 A trajectory's images are written before its line, and its line is written with
 one ``write`` and flushed, so a killed run leaves only whole trajectories (a
-line cut short by the kill is dropped on resume, never duplicated).
+line cut short by the kill is dropped on resume, never duplicated). A task the
+framework failed (``Trajectory.failure``) is run again on resume; its new line
+supersedes the failed one when the run is read.
 
 Lines are UTF-8 JSON whatever the sandbox returned: a lone surrogate (an
 undecodable byte of a file name or of output, as Python's ``surrogateescape``
@@ -121,12 +123,23 @@ def _repair_and_read_ids(path: Path) -> set[str]:
     ids = set()
     for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
         try:
-            ids.add(str(json.loads(line)["task"]["id"]))
+            row = json.loads(line)
+            task_id = str(row["task"]["id"])
         except (json.JSONDecodeError, KeyError, TypeError):
             raise CodedanceError(
                 f"{path}:{number} is not a trajectory line; cannot resume"
             ) from None
-    return ids
+        if not row.get("failure"):
+            ids.add(task_id)
+    return ids  # tasks the framework failed (and nothing else) are run again
+
+
+def _superseded(trajectories: list[Trajectory]) -> list[Trajectory]:
+    """Drop the framework-failed attempts of tasks that a resumed run completed later."""
+    last = {t.task.id: index for index, t in enumerate(trajectories)}
+    return [
+        t for index, t in enumerate(trajectories) if t.failure is None or last[t.task.id] == index
+    ]
 
 
 def read_trajectories(path: Path) -> list[Trajectory]:
@@ -137,4 +150,4 @@ def read_trajectories(path: Path) -> list[Trajectory]:
             f"no trajectories at {file}. Fix: pass a run folder (--out of codedance run)."
         )
     lines = file.read_text(encoding="utf-8").splitlines()
-    return [Trajectory.from_json(json.loads(line)) for line in lines if line.strip()]
+    return _superseded([Trajectory.from_json(json.loads(line)) for line in lines if line.strip()])

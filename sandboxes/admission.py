@@ -49,8 +49,8 @@ def cpu_count() -> int:
 class Admission:
     """Two bounded queues: sessions starting, and sessions running code.
 
-    ``None`` for a limit means no queue. ``waited`` counts callers that had to wait,
-    which the runtime reports so that a slow run explains itself.
+    ``None`` for a limit means no queue. ``waited`` counts the callers that had to
+    queue (approximately: it is a diagnostic, not a guarantee).
     """
 
     def __init__(self, starting: int | None, running: int | None) -> None:

@@ -111,14 +111,22 @@ def lone() -> Iterator[LocalSandbox]:
         yield backend
 
 
+def _needs_pid_namespace(trajectory: Trajectory) -> None:
+    """Without its own PID namespace a session's holder outlives a killed init."""
+    if "pid" not in trajectory.turns[0].execution["isolation"]:
+        pytest.skip("sessions get no PID namespace here: killing init leaves the holder")
+
+
 def test_a_worker_killed_from_outside_is_infrastructure_and_retried(lone):
     trajectory = solve(lone, TASK, KillOnce(lone), retries=1)
+    _needs_pid_namespace(trajectory)
     assert (trajectory.failure, trajectory.attempts, trajectory.answer) == (None, 2, "42")
     assert trajectory.failed_calls == 0
 
 
 def test_without_retries_a_lost_worker_is_unscored_not_a_failed_call(lone):
     trajectory = solve(lone, TASK, KillOnce(lone), retries=0)
+    _needs_pid_namespace(trajectory)
     assert (trajectory.stop, trajectory.failure) == ("error", "sandbox_lost")
     lost = trajectory.turns[-1]
     assert lost.execution["infrastructure"]
@@ -309,3 +317,50 @@ def test_eval_reports_the_models_code_errors_by_kind_with_a_link(codedance_cli, 
     row = next(line for line in markdown.splitlines() if line.startswith("| code:RuntimeError"))
     assert "| 4 | no | boom \\x1b[2J |" in row
     assert "(view.html#t-" in row
+
+
+def test_the_ocr_tool_sizes_onnxruntime_by_the_sessions_thread_cap():
+    """onnxruntime ignores OMP_NUM_THREADS itself: the OCR tool passes it on."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    from codedance.sandboxes.base import SessionSpec
+    from codedance.sandboxes.tools import bundle_tools
+    from codedance.tools.ocr import text_in
+
+    program = (
+        "import os\nfrom PIL import Image, ImageDraw\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "im = Image.new('RGB', (300, 80), 'white')\n"
+        "ImageDraw.Draw(im).text((10, 30), 'HELLO 42', fill='black')\n"
+        "print(text_in(im), len(os.listdir('/proc/self/task')) - before)"
+    )
+    added = {}
+    for threads in (1, 3):
+        with LocalSandbox(SandboxConfig(threads=threads, timeout_s=60)) as backend:
+            spec = backend.session_spec(SessionSpec(tools=bundle_tools({"text_in": text_in})))
+            with backend.open_session(spec) as session:
+                record = session.run(program)
+        assert record.ok, record.error
+        text, count = record.stdout.rsplit(" ", 1)
+        assert text == "HELLO 42"
+        added[threads] = int(count)
+    # At 1, onnxruntime starts no per-model pool (one process-wide thread at most);
+    # at 3, each of the three models (detect, classify, recognise) gets 2 workers.
+    assert added[1] <= 1, added
+    assert added[3] >= added[1] + 3, added
+
+
+def test_resume_runs_framework_failures_again_and_the_new_line_supersedes(tmp_path):
+    from codedance.runtime.store import RunWriter, read_trajectories
+
+    failed = _trajectory("", [], failure="sandbox_start")
+    other = Trajectory(Task("t2", "?"), "", Message.text("user", "?"), answer="x")
+    writer = RunWriter(tmp_path)
+    writer.write(failed)
+    writer.write(other)
+    writer.close()
+    resumed = RunWriter(tmp_path, resume=True)
+    assert resumed.done == {"t2"}
+    resumed.write(_trajectory("42", []))
+    resumed.close()
+    runs = read_trajectories(tmp_path)
+    assert [(t.task.id, t.failure) for t in runs] == [("t2", None), ("t1", None)]
