@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -203,6 +204,8 @@ def render(base: ModuleType, results: dict[str, Any], notes: list[str], quick: b
         "docker ready = open_session until the session answers (spawn in a warm container); "
         "the vision stack is preloaded in every container, so both ready rows are equal."
     )
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    notes.append(f"Load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} cores.")
     mode = "--quick" if quick else "default"
     head = f"{base.machine()} Docker {server_version()}. Mode: {mode}."
     return "\n".join([head, "", *lines, "", *(f"- {note}" for note in notes)])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from codedance.sandboxes.docker_options import DEFAULT_IMAGE
+from codedance.sandboxes.docker_image import DEFAULT_IMAGE
 
 __all__ = ["sandbox_group"]
 

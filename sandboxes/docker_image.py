@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from codedance.sandboxes.docker import DockerSandbox
 
 __all__ = [
+    "DEFAULT_IMAGE",
     "TOOLS_LABEL",
     "TOOL_MODULES",
     "describe_image",
@@ -34,6 +35,8 @@ __all__ = [
     "reap_orphans",
 ]
 
+#: The docker backend's default image, what ``codedance sandbox build-image`` tags.
+DEFAULT_IMAGE = "codedance-sandbox:latest"
 #: What the built-in tools and the image features import inside a session.
 TOOL_MODULES = ("numpy", "PIL", "cv2", "matplotlib", "sympy", "shapely")
 TOOLS_LABEL = "org.codedance.sandbox.tools"

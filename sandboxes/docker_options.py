@@ -9,11 +9,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from codedance.core.errors import ConfigError
+from codedance.sandboxes.docker_image import DEFAULT_IMAGE
 
 __all__ = ["DEFAULT_IMAGE", "DockerOptions", "parse_options"]
 
-#: What ``codedance sandbox build-image`` tags by default.
-DEFAULT_IMAGE = "codedance-sandbox:latest"
 _USER = re.compile(r"^([0-9]+)(?::([0-9]+))?$")
 
 

@@ -3,7 +3,9 @@
 Booting a container and importing the vision stack takes about a second on a real
 engine; spawning a session in a warm one takes milliseconds. The pool keeps
 ``size`` containers warm, refilled by one background thread after each take.
-It starts filling on the first take, so a one-off ``codedance exec`` pays one boot.
+It starts filling on the second take: a one-off ``codedance exec`` boots one
+container and no more, while a runtime opening many sessions has a warm pool
+from its third session on.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class ContainerPool:
         self.boot, self.size = boot, size
         self.ready: list[WarmContainer] = []
         self.closed = False
+        self.takes = 0
         self.last_error: Exception | None = None
         self._lock = threading.Lock()
         self._filler: threading.Thread | None = None
@@ -32,7 +35,10 @@ class ContainerPool:
         while True:
             with self._lock:
                 container = self.ready.pop(0) if self.ready else None
-            self._kick()
+                self.takes += 1
+                kick = self.takes > 1
+            if kick:
+                self._kick()
             if container is None:
                 return self.boot()
             if container.alive():

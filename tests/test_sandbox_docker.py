@@ -207,7 +207,13 @@ def test_a_missing_interpreter_is_named(engine):
 
 @pytest.mark.parametrize(
     ("options", "key"),
-    [({"cpus": -1}, "sandbox.options.cpus"), ({"imagee": "x"}, "sandbox.options.imagee")],
+    [
+        ({"cpus": -1}, "sandbox.options.cpus"),
+        ({"imagee": "x"}, "sandbox.options.imagee"),
+        ({"user": "0:0"}, "sandbox.options.user"),  # model code never runs as root
+        ({"user": "nobody"}, "sandbox.options.user"),
+        ({"pool_size": 65}, "sandbox.options.pool_size"),
+    ],
 )
 def test_invalid_options_name_the_key(options, key):
     """Nothing stood in: options are validated before the SDK is imported or an engine asked."""
