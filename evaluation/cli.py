@@ -222,10 +222,12 @@ def _compare(first: Path, second: Path) -> None:
     from codedance.evaluation.report import compare_runs, summarize_run
     from codedance.runtime.store import read_trajectories
 
-    names = [_meta(run).get("benchmark", "") for run in (first, second)]
-    summaries = [
-        summarize_run(read_trajectories(r), n) for r, n in zip((first, second), names, strict=True)
-    ]
+    summaries = []
+    for run in (first, second):
+        meta = _meta(run)
+        summary = summarize_run(read_trajectories(run), meta.get("benchmark", ""))
+        summary.manifest = dict(meta.get("manifest") or {})
+        summaries.append(summary)
     click.echo(compare_runs(*summaries))
 
 

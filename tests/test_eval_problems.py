@@ -125,6 +125,8 @@ def test_report_carries_a_manifest_and_links_tasks_to_the_viewer(codedance_cli, 
     assert "grader:" in (out / "report.md").read_text()
     page = (out / "report.html").read_text()
     assert 'href="view.html#task-ok"' in page
+    assert "<h2>Scoring and settings</h2>" in page
+    assert "<h2>Data problems (2)</h2>" in page
     assert codedance_cli("view", str(out)).exit_code == 0
     assert 'id="task-ok"' in (out / "view.html").read_text()
 
@@ -145,3 +147,26 @@ def test_safe_score_falls_back_to_text_and_records_why():
     (problem,) = problems_of_run([], [trajectory])
     assert problem == DataProblem("t", problem.reason, "scored as text")
     assert "'n/a' is not a valid 'count' answer" in problem.reason
+
+
+def test_compare_runs_of_different_benchmarks_and_subsets_compares_shared_tasks():
+    from codedance.evaluation.report import compare_runs, summarize_run
+
+    def run(benchmark: str, scores: dict[str, float], scorer: str) -> Any:
+        trajectories = []
+        for task_id, value in scores.items():
+            task = Task(task_id, "q?", answer="1", metadata={"category": benchmark})
+            trajectory = Trajectory(task, "", Message.text("user", "q?"), answer="1", model="m")
+            trajectory.rewards["accuracy"] = value
+            trajectories.append(trajectory)
+        summary = summarize_run(trajectories, benchmark)
+        summary.manifest = {"scorer": {"mode": scorer}}
+        return summary
+
+    first = run("chartqa", {"a": 1.0, "b": 0.0, "c": 1.0}, "official")
+    second = run("chartqa-human", {"b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0}, "lenient")
+    text = compare_runs(first, second)
+    assert text.startswith("# chartqa vs chartqa-human: m [1] vs m [2]")
+    assert "Tasks: m [1] 3, m [2] 4, in both 2." in text
+    assert "Scorers differ: m [1] official, m [2] lenient." in text
+    assert "On the 2 tasks in both: m [1] 50.0%, m [2] 100.0% (delta +50.0)." in text
