@@ -170,3 +170,49 @@ def test_compare_runs_of_different_benchmarks_and_subsets_compares_shared_tasks(
     assert "Tasks: m [1] 3, m [2] 4, in both 2." in text
     assert "Scorers differ: m [1] official, m [2] lenient." in text
     assert "On the 2 tasks in both: m [1] 50.0%, m [2] 100.0% (delta +50.0)." in text
+
+
+def test_a_run_where_no_row_loads_reports_then_fails(codedance_cli, ragged, tmp_path):
+    data, replay = ragged
+    (data / "questions.json").write_text(json.dumps([{"id": "a"}, {"id": "b"}]))
+    out = tmp_path / "run"
+    args = ["eval", "--benchmark", "ragged", "--data", str(data), "--model", f"replay:{replay}"]
+    result = codedance_cli(*args, "--out", str(out))
+    assert result.exit_code == 1
+    assert "no task of 'ragged' could be loaded: all 2 rows were skipped" in result.output
+    assert len(json.loads((out / "report.json").read_text())["data_problems"]) == 2
+
+
+class Interrupted(Ragged):
+    """Scoring the second task is interrupted (as by Ctrl-C)."""
+
+    name = "interrupted"
+
+    def score(self, trajectory: Trajectory) -> float:
+        if trajectory.task.id == "unreadable":
+            raise KeyboardInterrupt
+        return 1.0
+
+
+def test_an_interrupted_run_still_leaves_a_report(codedance_cli, ragged, register_plugin, tmp_path):
+    @hookimpl
+    def register_benchmarks(register):  # type: ignore[no-untyped-def]
+        register(Interrupted)
+
+    register_plugin(types.SimpleNamespace(register_benchmarks=register_benchmarks), "interrupted")
+    data, replay = ragged
+    out = tmp_path / "run"
+    args = [
+        "eval",
+        "--benchmark",
+        "interrupted",
+        "--data",
+        str(data),
+        "--model",
+        f"replay:{replay}",
+    ]
+    result = codedance_cli(*args, "--out", str(out), "--concurrency", "1")
+    assert result.exit_code == 1  # click reports the interrupt as "Aborted!"
+    assert "Partial report (1 tasks)" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["results"] == {"ok": 1.0}
