@@ -216,3 +216,17 @@ def test_an_interrupted_run_still_leaves_a_report(codedance_cli, ragged, registe
     assert "Partial report (1 tasks)" in result.output
     report = json.loads((out / "report.json").read_text())
     assert report["results"] == {"ok": 1.0}
+
+
+def test_safe_score_raises_a_missing_dependency_instead_of_blaming_the_row():
+    from codedance.core.errors import MissingDependencyError
+
+    class NeedsExtra(Ragged):
+        def score(self, trajectory: Trajectory) -> float:
+            raise MissingDependencyError.for_extra("math_verify", "rewards", "Scoring 'math'")
+
+    task = Task("t", "q?", answer="1", answer_type="math")
+    trajectory = Trajectory(task, "", Message.text("user", "q?"), answer="1")
+    with pytest.raises(MissingDependencyError):
+        safe_score(NeedsExtra(Path(".")), trajectory)
+    assert "data_problem" not in task.metadata
