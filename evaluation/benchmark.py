@@ -84,7 +84,9 @@ class Benchmark(ABC):
         """Record that the row at ``where`` is skipped because of ``error`` (strict: raise it)."""
         if _truthy(self.options.get("strict", False)):
             raise error
-        self.problems.append(DataProblem(where, str(error)))
+        # the layout and download hint of missing() help once, not on every row
+        reason = str(error).split("Expected layout:")[0].strip()
+        self.problems.append(DataProblem(where, reason))
 
     @abstractmethod
     def tasks(self, image_dir: Path) -> Iterator[Task]:

@@ -117,16 +117,32 @@ def _evaluate(app: App, **kwargs: Any) -> None:
     width = kwargs["concurrency"] or config.runtime.concurrency
     try:
         asyncio.run(solve_with_progress(runner, todo, width, writer, score))
-    finally:
+    except BaseException:  # interrupted or failed: still leave a report of what was done
         writer.close()
-        if benchmark.problems:
-            click.secho(
-                f"{len(benchmark.problems)} row(s) skipped as data problems "
-                f"(listed in report.md; first: {benchmark.problems[0].where})",
-                fg="yellow",
-                err=True,
-            )
+        _finish(out, benchmark, replay is not None, quiet=True)
+        raise
+    writer.close()
     _finish(out, benchmark, replay is not None)
+    _check_loaded(benchmark, tasks)
+
+
+def _check_loaded(benchmark: Benchmark, tasks: list[Any]) -> None:
+    """Say how many rows were skipped; no task at all is an error (after the report)."""
+    problems = benchmark.problems
+    if not problems:
+        return
+    first = f"{problems[0].where}: {problems[0].reason}"
+    if not tasks:
+        raise click.ClickException(
+            f"no task of {benchmark.name!r} could be loaded: all {len(problems)} rows were "
+            f"skipped as data problems (report.md lists them). The first: {first}"
+        )
+    click.secho(
+        f"{len(problems)} row(s) skipped as data problems (listed in report.md). The first: "
+        f"{first}",
+        fg="yellow",
+        err=True,
+    )
 
 
 def _judge(benchmark: Benchmark, endpoint: str | None, model: str) -> OfficialJudge | None:
@@ -177,7 +193,7 @@ def _write_meta(
     (out / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
-def _finish(out: Path, benchmark: Benchmark, replayed: bool) -> None:
+def _finish(out: Path, benchmark: Benchmark, replayed: bool, *, quiet: bool = False) -> None:
     from codedance.evaluation.report import markdown, summarize_run, write_report
     from codedance.runtime.failures import echo_failures
     from codedance.runtime.store import read_trajectories
@@ -190,6 +206,9 @@ def _finish(out: Path, benchmark: Benchmark, replayed: bool) -> None:
     summary = summarize_run(trajectories, benchmark.name, benchmark.reported, metrics)
     _add_provenance(summary, out, trajectories)
     files = write_report(summary, out)
+    if quiet:  # the run was interrupted: only say where the partial report is
+        click.echo(f"Partial report ({len(trajectories)} tasks): {files['markdown']}", err=True)
+        return
     click.echo(markdown(summary))
     click.echo(
         f"Report: {files['markdown']} and {files['html']}; trajectories: codedance view {out}"
@@ -230,10 +249,12 @@ def _compare(first: Path, second: Path) -> None:
     from codedance.evaluation.report import compare_runs, summarize_run
     from codedance.runtime.store import read_trajectories
 
-    names = [_meta(run).get("benchmark", "") for run in (first, second)]
-    summaries = [
-        summarize_run(read_trajectories(r), n) for r, n in zip((first, second), names, strict=True)
-    ]
+    summaries = []
+    for run in (first, second):
+        meta = _meta(run)
+        summary = summarize_run(read_trajectories(run), meta.get("benchmark", ""))
+        summary.manifest = dict(meta.get("manifest") or {})
+        summaries.append(summary)
     click.echo(compare_runs(*summaries))
 
 

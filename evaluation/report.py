@@ -18,6 +18,8 @@ from typing import Any
 
 from codedance.evaluation.problems import DataProblem
 from codedance.evaluation.report_sections import (
+    common_tasks_lines,
+    manifest_html,
     manifest_lines,
     problems_html,
     problems_lines,
@@ -271,6 +273,7 @@ def _html(summary: RunSummary, images: Sequence[Path]) -> str:
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
         body.append(f'<img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}">')
+    body.append(manifest_html(summary.manifest))
     body.append(problems_html(summary.problems))
     body.append(task_links_html(summary.results))
     style = (
@@ -306,7 +309,10 @@ def write_report(summary: RunSummary, out: Path) -> dict[str, Path]:
 def compare_runs(first: RunSummary, second: RunSummary) -> str:
     """Two runs side by side, per category, as markdown."""
     a, b = first.model or "run 1", second.model or "run 2"
-    lines = [f"# {first.benchmark or 'evaluation'}: {a} vs {b}", ""]
+    if a == b:  # the same model on two subsets or settings: number the runs
+        a, b = f"{a} [1]", f"{b} [2]"
+    benchmarks = dict.fromkeys(x.benchmark or "evaluation" for x in (first, second))
+    lines = [f"# {' vs '.join(benchmarks)}: {a} vs {b}", ""]
     lines += [f"| category | n | {a} (%) | {b} (%) | delta | calls/traj {a} | calls/traj {b} |"]
     lines += ["|---|---:|---:|---:|---:|---:|---:|"]
     for name in dict.fromkeys([*first.categories, *second.categories]):
@@ -316,4 +322,5 @@ def compare_runs(first: RunSummary, second: RunSummary) -> str:
             f"| {name} | {max(x.n, y.n)} | {x.accuracy:.1f} | {y.accuracy:.1f} | {delta:+.1f} | "
             f"{x.calls_per_trajectory:.2f} | {y.calls_per_trajectory:.2f} |"
         )
+    lines += common_tasks_lines(first, second, a, b)
     return "\n".join(lines) + "\n"

@@ -20,7 +20,15 @@ from typing import Any
 
 from codedance.evaluation.problems import DataProblem
 
-__all__ = ["VIEW_PAGE", "manifest_lines", "problems_html", "problems_lines", "task_links_html"]
+__all__ = [
+    "VIEW_PAGE",
+    "common_tasks_lines",
+    "manifest_html",
+    "manifest_lines",
+    "problems_html",
+    "problems_lines",
+    "task_links_html",
+]
 
 VIEW_PAGE = "view.html"
 _SHOWN = 200  # problems listed in full; the rest are counted
@@ -45,6 +53,15 @@ def manifest_lines(manifest: Mapping[str, Any]) -> list[str]:
         f"- codedance {manifest.get('codedance_version')}; data {manifest.get('data')}: "
         f"{listed or 'no data files'}{more} (all in report.json)",
     ]
+
+
+def manifest_html(manifest: Mapping[str, Any]) -> str:
+    """The scorer and the run's settings as an HTML list (empty without a manifest)."""
+    lines = manifest_lines(manifest)[3:]
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line[2:].replace('`', ''))}</li>" for line in lines)
+    return f"<h2>Scoring and settings</h2><ul>{items}</ul>"
 
 
 def problems_lines(problems: Sequence[DataProblem]) -> list[str]:
@@ -87,6 +104,29 @@ def task_links_html(results: Sequence[tuple[str, float]]) -> str:
         f"<details><summary>Tasks ({len(results)}): each links to its trajectory in "
         f"{VIEW_PAGE} (<code>codedance view</code>)</summary><ul>{items}</ul></details>"
     )
+
+
+def common_tasks_lines(first: Any, second: Any, a: str, b: str) -> list[str]:
+    """For two runs over different task sets (subsets, limits, benchmarks): what is shared.
+
+    The per-category table compares each run on its own tasks; this adds the counts,
+    each run's scorer, and the accuracy of both on the tasks they both ran, the only
+    like-for-like number when the sets differ.
+    """
+    x, y = dict(first.results), dict(second.results)
+    shared = [task for task in x if task in y]
+    lines = ["", f"Tasks: {a} {len(x)}, {b} {len(y)}, in both {len(shared)}."]
+    scorers = [run.manifest.get("scorer", {}).get("mode") for run in (first, second)]
+    if scorers[0] != scorers[1]:
+        lines.append(f"Scorers differ: {a} {scorers[0] or '?'}, {b} {scorers[1] or '?'}.")
+    if shared and (len(shared) < len(x) or len(shared) < len(y)):
+        left = 100.0 * sum(x[t] for t in shared) / len(shared)
+        right = 100.0 * sum(y[t] for t in shared) / len(shared)
+        lines.append(
+            f"On the {len(shared)} tasks in both: {a} {left:.1f}%, {b} {right:.1f}% "
+            f"(delta {right - left:+.1f})."
+        )
+    return lines
 
 
 def _cell(text: str) -> str:

@@ -159,7 +159,7 @@ def _value(found: re.Match[str]) -> float | None:
 
 def _power(sign: str, base: str, exponent: str) -> float | None:
     try:
-        value = float(_digits(base)) ** float(exponent.replace("\u2212", "-"))
+        value: float | complex = float(_digits(base)) ** float(exponent.replace("\u2212", "-"))
     except (OverflowError, ZeroDivisionError):
         return None
     if isinstance(value, complex) or math.isinf(value):

@@ -125,6 +125,8 @@ def test_report_carries_a_manifest_and_links_tasks_to_the_viewer(codedance_cli, 
     assert "grader:" in (out / "report.md").read_text()
     page = (out / "report.html").read_text()
     assert 'href="view.html#task-ok"' in page
+    assert "<h2>Scoring and settings</h2>" in page
+    assert "<h2>Data problems (2)</h2>" in page
     assert codedance_cli("view", str(out)).exit_code == 0
     assert 'id="task-ok"' in (out / "view.html").read_text()
 
@@ -145,3 +147,86 @@ def test_safe_score_falls_back_to_text_and_records_why():
     (problem,) = problems_of_run([], [trajectory])
     assert problem == DataProblem("t", problem.reason, "scored as text")
     assert "'n/a' is not a valid 'count' answer" in problem.reason
+
+
+def test_compare_runs_of_different_benchmarks_and_subsets_compares_shared_tasks():
+    from codedance.evaluation.report import compare_runs, summarize_run
+
+    def run(benchmark: str, scores: dict[str, float], scorer: str) -> Any:
+        trajectories = []
+        for task_id, value in scores.items():
+            task = Task(task_id, "q?", answer="1", metadata={"category": benchmark})
+            trajectory = Trajectory(task, "", Message.text("user", "q?"), answer="1", model="m")
+            trajectory.rewards["accuracy"] = value
+            trajectories.append(trajectory)
+        summary = summarize_run(trajectories, benchmark)
+        summary.manifest = {"scorer": {"mode": scorer}}
+        return summary
+
+    first = run("chartqa", {"a": 1.0, "b": 0.0, "c": 1.0}, "official")
+    second = run("chartqa-human", {"b": 1.0, "c": 1.0, "d": 0.0, "e": 0.0}, "lenient")
+    text = compare_runs(first, second)
+    assert text.startswith("# chartqa vs chartqa-human: m [1] vs m [2]")
+    assert "Tasks: m [1] 3, m [2] 4, in both 2." in text
+    assert "Scorers differ: m [1] official, m [2] lenient." in text
+    assert "On the 2 tasks in both: m [1] 50.0%, m [2] 100.0% (delta +50.0)." in text
+
+
+def test_a_run_where_no_row_loads_reports_then_fails(codedance_cli, ragged, tmp_path):
+    data, replay = ragged
+    (data / "questions.json").write_text(json.dumps([{"id": "a"}, {"id": "b"}]))
+    out = tmp_path / "run"
+    args = ["eval", "--benchmark", "ragged", "--data", str(data), "--model", f"replay:{replay}"]
+    result = codedance_cli(*args, "--out", str(out))
+    assert result.exit_code == 1
+    assert "no task of 'ragged' could be loaded: all 2 rows were skipped" in result.output
+    assert len(json.loads((out / "report.json").read_text())["data_problems"]) == 2
+
+
+class Interrupted(Ragged):
+    """Scoring the second task is interrupted (as by Ctrl-C)."""
+
+    name = "interrupted"
+
+    def score(self, trajectory: Trajectory) -> float:
+        if trajectory.task.id == "unreadable":
+            raise KeyboardInterrupt
+        return 1.0
+
+
+def test_an_interrupted_run_still_leaves_a_report(codedance_cli, ragged, register_plugin, tmp_path):
+    @hookimpl
+    def register_benchmarks(register):  # type: ignore[no-untyped-def]
+        register(Interrupted)
+
+    register_plugin(types.SimpleNamespace(register_benchmarks=register_benchmarks), "interrupted")
+    data, replay = ragged
+    out = tmp_path / "run"
+    args = [
+        "eval",
+        "--benchmark",
+        "interrupted",
+        "--data",
+        str(data),
+        "--model",
+        f"replay:{replay}",
+    ]
+    result = codedance_cli(*args, "--out", str(out), "--concurrency", "1")
+    assert result.exit_code == 1  # click reports the interrupt as "Aborted!"
+    assert "Partial report (1 tasks)" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["results"] == {"ok": 1.0}
+
+
+def test_safe_score_raises_a_missing_dependency_instead_of_blaming_the_row():
+    from codedance.core.errors import MissingDependencyError
+
+    class NeedsExtra(Ragged):
+        def score(self, trajectory: Trajectory) -> float:
+            raise MissingDependencyError.for_extra("math_verify", "rewards", "Scoring 'math'")
+
+    task = Task("t", "q?", answer="1", answer_type="math")
+    trajectory = Trajectory(task, "", Message.text("user", "q?"), answer="1")
+    with pytest.raises(MissingDependencyError):
+        safe_score(NeedsExtra(Path(".")), trajectory)
+    assert "data_problem" not in task.metadata
