@@ -52,9 +52,22 @@ def train_command(
     click.echo(f"verl {version}: configuration validated; {len(overrides)} overrides:")
     click.echo("\n".join(f"  {override}" for override in overrides))
     click.echo(f"Composed config: {workdir / 'verl_config.yaml'}")
+    _check_inputs(config, dry_run)
     if dry_run:
         return
     sys.exit(_launch(overrides, config_file, ray_address))
+
+
+def _check_inputs(config: Config, dry_run: bool) -> None:
+    """The model path and the rows on disk: warnings for --dry-run, an error before a run."""
+    from codedance.core.errors import ConfigError
+    from codedance.trainers.verl.inputs import input_problems
+
+    problems = input_problems(config.training)
+    if problems and not dry_run:
+        raise ConfigError("\n".join(problems))
+    for problem in problems:
+        click.secho(f"warning: {problem} (a run would stop here)", fg="yellow", err=True)
 
 
 def _write_codedance_config(config: Config, workdir: Path) -> Path:
