@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -52,18 +50,20 @@ def _matches(expected: list[str], actual: list[str]) -> bool:
     return re.fullmatch(pattern, "".join(line + "\n" for line in actual)) is not None
 
 
-def _run(command: str, cwd: Path) -> list[str]:
+def _run(command: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The command's output lines, run in-process (as a shell in ``cwd`` would run it)."""
+    from click.testing import CliRunner
+
+    from codedance.core.cli import cli
+
     quiet = command.endswith(">/dev/null")
     args = shlex.split(command.removesuffix(">/dev/null"))[1:]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CODEDANCE_", "MY_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "codedance", *args],
-        cwd=cwd,
-        env={**clean, "CODEDANCE_LOAD_PLUGINS": "", "COLUMNS": "1000"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    monkeypatch.chdir(cwd)
+    for name in [n for n in os.environ if n.startswith(("CODEDANCE_", "MY_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CODEDANCE_LOAD_PLUGINS", "")
+    monkeypatch.setenv("COLUMNS", "1000")
+    result = CliRunner().invoke(cli, args, prog_name="codedance")
     out = "" if quiet else result.stdout
     return [line for line in (out + result.stderr).splitlines() if line.strip()]
 
@@ -84,8 +84,8 @@ CONFIGURATION = (DOCS / "configuration.md").read_text(encoding="utf-8")
 @pytest.mark.parametrize(
     ("command", "expected"), _sessions(CONFIGURATION), ids=[c for c, _ in _sessions(CONFIGURATION)]
 )
-def test_configuration_md_outputs_are_real(command, expected, tmp_path):
-    actual = _run(command, _workspace(CONFIGURATION, tmp_path))
+def test_configuration_md_outputs_are_real(command, expected, tmp_path, monkeypatch):
+    actual = _run(command, _workspace(CONFIGURATION, tmp_path), monkeypatch)
     assert _matches(expected, actual), (
         f"docs/configuration.md quotes for `{command}`:\n"
         + "\n".join(expected)
@@ -119,7 +119,7 @@ BROKEN_PLUGINS = {
 BROKEN_PLUGINS["dup_b.py"] = BROKEN_PLUGINS["dup_a.py"]
 
 
-def test_plugins_md_problem_messages_are_real(tmp_path):
+def test_plugins_md_problem_messages_are_real(tmp_path, monkeypatch):
     import json
 
     plugs = tmp_path / "plugs"
@@ -127,7 +127,9 @@ def test_plugins_md_problem_messages_are_real(tmp_path):
     for name, source in BROKEN_PLUGINS.items():
         (plugs / name).write_text(source)
     (tmp_path / "cfg.yaml").write_text("plugins: [./plugs]\n")
-    report = json.loads("\n".join(_run("codedance --config cfg.yaml plugins --json", tmp_path)))
+    report = json.loads(
+        "\n".join(_run("codedance --config cfg.yaml plugins --json", tmp_path, monkeypatch))
+    )
     problems = {p["message"].replace(str(tmp_path), "/tmp/cdtry") for p in report["problems"]}
     section = (
         (DOCS / "plugins.md").read_text(encoding="utf-8").split("### When a plugin is broken")[1]
