@@ -7,7 +7,8 @@ is configured. ``model.name`` (``--model replay:FILE``) is a JSONL file of eithe
 assistant turns are replayed). A turn may contain ``{{last_stdout}}``, replaced
 by the last non-empty line of the previous execution's stdout, so a reference
 program's answer comes from actually running it. ``codedance.plugins.models.replay``
-registers it; the runtime, evaluation and synthesis use it directly.
+registers it; the runtime, evaluation and synthesis use it directly. The file
+format is documented (and tested) in docs/configuration.md, "The replay backend".
 """
 
 from __future__ import annotations

@@ -128,3 +128,32 @@ def test_the_loose_file_plugin_of_the_tutorial_works_as_shown(tmp_path):
     )
     assert (result.returncode, result.stdout) == (0, "HI!\n"), result.stderr
     assert "warning:" not in result.stderr
+
+
+CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+
+@pytest.mark.slow
+def test_the_documented_replay_file_answers_by_running_its_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (block,) = re.findall(r"~~~jsonl\n(.*?)~~~", CONFIGURATION.read_text(encoding="utf-8"), re.S)
+    (tmp_path / "replay.jsonl").write_text(block)
+    task = {"id": "sum", "question": "What is 2 + 3?", "answer": "5", "answer_type": "number"}
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CODEDANCE_")}
+    args = ["run", "tasks.jsonl", "--model", "replay:replay.jsonl", "--out", "out"]
+    result = subprocess.run(
+        [sys.executable, "-m", "codedance", *args],
+        cwd=tmp_path,
+        env={**clean, "CODEDANCE_LOAD_PLUGINS": ""},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    (trajectory,) = [json.loads(line) for line in (tmp_path / "out/trajectories.jsonl").open()]
+    assert (trajectory["stop"], trajectory["answer"]) == ("answer", "5")
+    assert trajectory["rewards"]["accuracy"] == 1.0

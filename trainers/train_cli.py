@@ -19,6 +19,7 @@ import click
 from codedance.core.cli import App, pass_app
 
 if TYPE_CHECKING:
+    from codedance.core.config import Config
     from codedance.trainers.verl.smoke import Verdict
 
 __all__ = ["train_command"]
@@ -73,9 +74,22 @@ def train_command(
     click.echo(f"verl {version}: configuration validated; {len(run.overrides)} overrides:")
     click.echo("\n".join(f"  {override}" for override in run.overrides))
     click.echo(f"Composed config: {run.workdir / 'verl_config.yaml'}")
+    _check_inputs(config, dry_run)
     if dry_run:
         return
     sys.exit(launch(run, ray_address))
+
+
+def _check_inputs(config: Config, dry_run: bool) -> None:
+    """The model path and the rows on disk: warnings for --dry-run, an error before a run."""
+    from codedance.core.errors import ConfigError
+    from codedance.trainers.verl.inputs import input_problems
+
+    problems = input_problems(config.training)
+    if problems and not dry_run:
+        raise ConfigError("\n".join(problems))
+    for problem in problems:
+        click.secho(f"warning: {problem} (a run would stop here)", fg="yellow", err=True)
 
 
 def _smoke(app: App, ray_address: str | None, as_json: bool) -> None:
