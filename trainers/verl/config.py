@@ -197,7 +197,8 @@ def cpu_overrides(config: Config) -> list[str]:
         f"{ref}.rollout.agent.num_workers=1",
         "data.dataloader_num_workers=0",
         f"+ray_kwargs.ray_init.num_gpus={t.nnodes * t.gpus_per_node}",
-        f"+ray_kwargs.ray_init.num_cpus={max(8, 2 * t.nnodes * t.gpus_per_node + 4)}",
+        f"ray_kwargs.ray_init.num_cpus={max(8, 2 * t.nnodes * t.gpus_per_node + 4)}",
+        "+ray_kwargs.ray_init.include_dashboard=false",  # its processes cost memory, not needed
         *(f"{env}.{key}='{value}'" for key, value in cpu_environment().items()),
     ]
 
