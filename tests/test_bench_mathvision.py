@@ -229,3 +229,11 @@ def test_registered_as_mathvision(codedance_registry: Any) -> None:
     entry = codedance_registry.entry("benchmark", "mathvision")
     assert entry.obj is MathVision
     assert entry.plugin.name == mathvision.__name__
+
+
+def test_a_symbolic_gold_with_spaces_fails_even_itself_as_officially() -> None:
+    """MATH-V test id 2866: evaluate.py scores its own gold 0 (checked with the official code)."""
+    gold = "$\\pi-\\tan ^{-1}\\left(\\frac{1}{d}\\right)$"
+    task = Task("2866", "q", answer=gold, answer_type="math")
+    assert score(task, f"<answer>{gold}</answer>", "official") == 0.0
+    assert score(task, f"<answer>{gold}</answer>", "lenient") == 1.0

@@ -21,9 +21,13 @@ Scoring (default, ``--option scorer=official``): the official ``evaluation/evalu
 rule, ported in :mod:`codedance.plugins.benchmarks.mathvision_official`: string rules
 reduce the (codedance-extracted) answer, which must equal the gold letter or the right
 option's text, as text or as a value **rounded to 2 decimals** (``0.33`` is right for
-``1/3``), with no extra text around it. ``--option scorer=lenient`` scores by option
-letter or text (``multiple_choice``) and by math equivalence (``math``: math-verify,
-then numbers, then text) instead: ``x = 5`` is right, ``0.33`` is not.
+``1/3``), with no extra text around it. One quirk is kept: a symbolic gold written with
+spaces or ``\\left`` can never be matched, not even by itself, because the answer is
+cleaned and the gold is not and neither evaluates to a number (test id 2866,
+``$\\pi-\\tan ^{-1}\\left(\\frac{1}{d}\\right)$``: 0 under the official code too).
+``--option scorer=lenient`` scores by option letter or text (``multiple_choice``) and by
+math equivalence (``math``: math-verify, then numbers, then text) instead: ``x = 5`` is
+right, ``0.33`` is not.
 
 Option ``split``: ``testmini`` (default, 304 problems) or ``test`` (3,040).
 
