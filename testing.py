@@ -12,9 +12,11 @@ Installing codedance registers this module as a pytest plugin (entry point
   text plus ``-o`` overrides, exactly as ``--config`` would.
 
 Classes, imported on first use: ``SandboxConformance`` (the suite every sandbox
-backend runs), ``ScriptedModel`` (a model backend that plays given turns or
-asks a handler) and ``HandlerSandbox`` (a sandbox whose runs a function answers),
-for runtime tests without a model or a sandbox.
+backend runs: subclass it, provide a class-scoped ``sandbox_backend`` fixture,
+optionally set ``unsupported`` and ``time_limit_s``; each failure names the broken
+guarantee of docs/sandboxes.md and its anchor), ``ScriptedModel`` (a model backend
+that plays given turns or asks a handler) and ``HandlerSandbox`` (a sandbox whose
+runs a function answers), for runtime tests without a model or a sandbox.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ Configuration, registry and validated config are built lazily, once per call.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
 from functools import cached_property, update_wrapper
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -44,6 +46,8 @@ class App:
         self.config_path = config_path
         self.overrides = overrides
         self.config_error: CodedanceError | None = None
+        #: Set for commands that list problems themselves (``plugins``, ``doctor``).
+        self.quiet_problems = False
 
     @cached_property
     def sources(self) -> ConfigSources:
@@ -67,7 +71,13 @@ class App:
             warnings.simplefilter("ignore", PluginLoadWarning)
             registry = load_registry(specs)
             registry.entries("command")  # the CLI's own hooks, while warnings are silenced
+        # Hooks run later (tools when a sandbox opens, ...) report as `warning:` lines too.
+        registry.report = self._report_problem
         return registry
+
+    def _report_problem(self, problem: CodedanceError) -> None:
+        if not self.quiet_problems:
+            click.secho(f"warning: {problem}", fg="yellow", err=True)
 
     @cached_property
     def config(self) -> Config:
@@ -162,14 +172,40 @@ def cli(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...])
 
     Every command below is a plugin; `codedance plugins` shows who provides what.
     """
-    if ctx.invoked_subcommand in _SHOWS_PROBLEMS:
-        return
     app = get_app(ctx)
+    if ctx.invoked_subcommand in _SHOWS_PROBLEMS:
+        app.quiet_problems = True
+        return
     warnings_ = [f"warning: {problem}" for problem in app.registry.problems_found()]
     if app.config_warning() and ctx.invoked_subcommand != "config":
         warnings_.append(str(app.config_warning()))
     for line in warnings_:
         click.secho(line, fg="yellow", err=True)
+
+
+def invocation() -> str:
+    """How to start this same codedance from a new shell in the current folder.
+
+    ``codedance`` when that name on PATH is this install; otherwise the path of the
+    running script (``make run`` starts ``.venv/bin/codedance``, which a new shell
+    does not find by name), or ``<python> -m codedance``. Used in next-step hints.
+    """
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == "codedance" and script.is_file():
+        found = shutil.which("codedance")
+        if found and Path(found).resolve() == script.resolve():
+            return "codedance"
+        return _shortest(script)
+    return f"{_shortest(Path(sys.executable))} -m codedance"
+
+
+def _shortest(path: Path) -> str:
+    """``path`` relative to the current folder when inside it (``./`` prefixed), else absolute."""
+    absolute = path.absolute()
+    try:
+        return "./" + absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(absolute)
 
 
 def main(argv: list[str] | None = None) -> Any:

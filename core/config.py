@@ -31,6 +31,7 @@ from codedance.core.registry import Registry
 from codedance.core.sources import ConfigSources, Origin, format_path, load_sources
 
 __all__ = [
+    "AdmissionConfig",
     "Config",
     "ModelConfig",
     "ProtocolConfig",
@@ -50,6 +51,40 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AdmissionConfig(_Section):
+    """How many sessions may start, and how many may run code, at the same time.
+
+    Callers beyond a limit wait in a queue; the wait never counts against a
+    session's start timeout or a run's ``timeout_s``. ``auto`` is this machine's
+    CPU count for backends that run code here (local, docker) and no limit for
+    remote ones (e2b).
+    """
+
+    starting: int | Literal["auto"] = Field("auto", description="concurrent session starts")
+    running: int | Literal["auto"] = Field("auto", description="concurrent executions")
+
+    @field_validator("starting", "running")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"{value} must be a positive number of sessions, or auto")
+        return value
+
+
+class LocalSandboxConfig(_Section):
+    """The local (bubblewrap) backend: per-session accounting and the warm pool."""
+
+    pool_size: int = Field(2, ge=0, description="pre-forked sessions kept ready (0: none)")
+    workdir_mb: int = Field(
+        512, gt=0, description="working directory size (a tmpfs counted in memory_mb)"
+    )
+    max_files: int = Field(20000, gt=0, description="files and folders the workdir may hold")
+    cpus: float = Field(1.0, ge=0, description="CPUs per session (cgroup quota; 0: no quota)")
+    cgroups: Literal["auto", "required", "off"] = Field(
+        "auto", description="per-session cgroups: auto (warn if unavailable), required, off"
+    )
+
+
 class SandboxConfig(_Section):
     """Where and how model-written code runs."""
 
@@ -67,6 +102,15 @@ class SandboxConfig(_Section):
         default_factory=list, description="host environment variables passed by name"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific")
+    threads: int = Field(
+        1, gt=0, description="native threads per session (OpenMP, OpenBLAS, MKL, onnxruntime)"
+    )
+    admission: AdmissionConfig = Field(
+        default_factory=AdmissionConfig, description="sessions starting / running at once"
+    )
+    local: LocalSandboxConfig = Field(
+        default_factory=LocalSandboxConfig, description="the local backend's settings"
+    )
 
     @field_validator("env")
     @classmethod
@@ -134,9 +178,30 @@ class RuntimeConfig(_Section):
     max_turns: int = Field(10, gt=0, description="assistant turns per trajectory")
     max_tokens: int = Field(32768, gt=0, description="token budget per trajectory")
     concurrency: int = Field(8, gt=0, description="trajectories in flight at once")
+    infra_retries: int = Field(
+        2, ge=0, description="fresh attempts of a task the framework failed (not the model)"
+    )
     max_images: int = Field(32, gt=0, description="images kept in the model's context")
     image_min_pixels: int = Field(4 * 28 * 28, gt=0, description="smart-resize lower bound")
     image_max_pixels: int = Field(16384 * 28 * 28, gt=0, description="smart-resize upper bound")
+
+
+class GroupFilterConfig(_Section):
+    """Remedy: drop prompt groups whose rewards do not vary (DAPO, PyVision-RL)."""
+
+    enabled: bool = Field(False, description="mask zero-variance groups out of the loss")
+    metric: str = Field("score", description="score (the total) or a reward name/part")
+    min_std: float = Field(0.0, ge=0, description="a group with reward std <= this is dropped")
+
+
+class HealthConfig(_Section):
+    """Training-health signals, the tool-collapse alarm and two remedies (docs/training.md)."""
+
+    tool_rate_floor: float = Field(0.05, ge=0, le=1, description="alarm: tool-use share floor")
+    alarm_steps: int = Field(3, ge=0, description="alarm after this many low steps (0: off)")
+    mask_over_turn: bool = Field(False, description="no loss on rollouts cut by the turn cap")
+    group_filter: GroupFilterConfig = Field(default_factory=GroupFilterConfig)
+    modality_guard: bool = Field(True, description="check image tokens against grids per batch")
 
 
 class TrainingConfig(_Section):
@@ -145,7 +210,10 @@ class TrainingConfig(_Section):
     model_path: str | None = Field(None, description="the policy checkpoint (local path or hub id)")
     train_files: list[str] = Field(default_factory=list, description="verl parquet (data to-verl)")
     val_files: list[str] = Field(default_factory=list)
-    rollout_engine: Literal["vllm", "sglang"] = "vllm"
+    rollout_engine: Literal["vllm", "sglang", "codedance-hf"] = "vllm"
+    device: Literal["gpu", "cpu"] = Field(
+        "gpu", description="gpu: verl's accelerators; cpu: the CPU profile (codedance-hf rollout)"
+    )
     n_rollouts: int = Field(8, gt=0, description="rollouts per prompt (the GRPO group)")
     lr: float = Field(1e-6, gt=0)
     train_batch_size: int = Field(256, gt=0, description="prompts per step")
@@ -163,6 +231,7 @@ class TrainingConfig(_Section):
     experiment: str = "grpo-bat"
     output_dir: str = Field("runs/train", description="checkpoints, logs, the composed config")
     overrides: list[str] = Field(default_factory=list, description="verl hydra overrides, last")
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 class Config(_Section):
@@ -287,6 +356,7 @@ def check_names(config: Config, registry: Registry) -> list[CodedanceError]:
             registry.entry(kind, name)
         except CodedanceError as exc:
             problems.append(ConfigError(f"{config.where(*path)}: {format_path(path)}: {exc}"))
+    problems += _reward_param_problems(config, registry)
     tools = registry.names("tool")
     for index, pattern in enumerate(config.tools.enabled):
         if pattern != "*" and not fnmatch.filter(tools, pattern):
@@ -298,4 +368,20 @@ def check_names(config: Config, registry: Registry) -> list[CodedanceError]:
                     f"install the plugin that provides it."
                 )
             )
+    return problems
+
+
+def _reward_param_problems(config: Config, registry: Registry) -> list[CodedanceError]:
+    """Each reward's params checked against the component's parameters and their types."""
+    from codedance.core.params import check_params
+
+    problems: list[CodedanceError] = []
+    for index, reward in enumerate(config.rewards):
+        try:
+            obj = registry.get("reward", reward.name)
+        except CodedanceError:
+            continue  # reported above as an unregistered name
+        for key, problem in check_params(reward.name, obj, reward.params):
+            path: tuple[str | int, ...] = ("rewards", index, "params", *([key] if key else []))
+            problems.append(ConfigError(f"{config.where(*path)}: {format_path(path)}: {problem}"))
     return problems

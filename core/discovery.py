@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import re
@@ -184,8 +185,14 @@ def _add_file(registry: Registry, path: Path, name: str, spec: PluginSpec) -> No
 
 
 def _import_file(path: Path) -> ModuleType:
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    module_name = f"codedance_local_plugins.{path.stem}_{digest}"
+    """Import a plugin file as a module of a package made for its folder.
+
+    So the file can import its siblings relatively (``from ._tools import measure``):
+    a tool must live in a module that does not import codedance, and a leading ``_``
+    keeps that module from being loaded as a plugin when the folder is listed.
+    """
+    package = _folder_package(path.parent)
+    module_name = f"{package}.{path.stem}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -199,6 +206,21 @@ def _import_file(path: Path) -> ModuleType:
         del sys.modules[module_name]
         raise
     return module
+
+
+def _folder_package(folder: Path) -> str:
+    """``codedance_local_plugins.<folder>_<hash>``, a package whose path is ``folder``."""
+    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:8]
+    stem = re.sub(r"\W", "_", folder.name) or "root"
+    name = f"codedance_local_plugins.{stem}_{digest}"
+    for part, path in (("codedance_local_plugins", []), (name, [str(folder)])):
+        if part not in sys.modules:
+            package = ModuleType(part)
+            package.__path__ = path
+            package.__spec__ = importlib.machinery.ModuleSpec(part, None, is_package=True)
+            package.__spec__.submodule_search_locations = path
+            sys.modules[part] = package
+    return name
 
 
 def _import_failure(name: str, origin: str, exc: BaseException) -> PluginLoadError:

@@ -22,21 +22,44 @@ from codedance.core.errors import CodedanceError
 if TYPE_CHECKING:
     from codedance.core.cli import App
 
-__all__ = ["EXTRAS", "Check", "run_checks"]
+__all__ = ["EXTRAS", "TORCH_PIN", "Check", "run_checks"]
 
 Status = Literal["ok", "warn", "fail"]
 _T = TypeVar("_T")
 
-#: extra -> modules it provides (import names), as pyproject.toml declares them.
+#: extra -> modules it provides (import names), one per package pyproject.toml lists
+#: (tests/test_doctor_extras.py keeps the two in step).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "tools": ("numpy", "PIL", "cv2", "matplotlib", "sympy", "shapely"),
-    "hf": ("torch", "transformers"),
+    "hf": ("torch", "torchvision", "transformers"),
     "vllm": ("vllm",),
-    "train": ("torch", "verl", "cachetools", "uvicorn", "fastapi"),
-    "e2b": ("e2b_code_interpreter",),
+    "train": (
+        "torch",
+        "torchvision",
+        "verl",
+        "cachetools",
+        "uvicorn",
+        "fastapi",
+        "qwen_vl_utils",
+        "pyarrow",
+    ),
+    "e2b": ("e2b_code_interpreter", "PIL"),
     "docker": ("docker",),
     "ocr": ("rapidocr_onnxruntime",),
+    "rewards": ("math_verify", "sympy"),
+    "eval": ("pyarrow", "matplotlib"),
 }
+
+#: Distributions that each install the ``cv2`` package; only one may be installed.
+OPENCV_BUILDS = (
+    "opencv-python-headless",
+    "opencv-python",
+    "opencv-contrib-python",
+    "opencv-contrib-python-headless",
+)
+
+#: The torch pair the Makefile and CI install (README says the same).
+TORCH_PIN = "torch==2.14.1 torchvision==0.29.1"
 
 
 @dataclass(frozen=True)
@@ -53,7 +76,7 @@ class Check:
 def run_checks(app: App) -> list[Check]:
     """Every check, in report order; ``app`` is the CLI's :class:`~codedance.core.cli.App`."""
     checks: list[Check] = [_python()]
-    for producer in (_extras, _bubblewrap, _docker_engine, _e2b_key, _gpu):
+    for producer in (_extras, _opencv, _bubblewrap, _docker_engine, _e2b_key, _gpu):
         checks.extend(producer())
     checks.extend(_configuration(app))
     return checks
@@ -79,8 +102,35 @@ def _extras() -> Iterator[Check]:
             continue
         fix = f"pip install 'codedance[{extra}]'"
         if "torch" in missing:
-            fix = "pip install torch==2.13.0 (CPU) or a CUDA build first, then " + fix
+            fix = f"pip install {TORCH_PIN} (or a CUDA build) first, then " + fix
         yield Check("extra", extra, "warn", "missing: " + ", ".join(missing), fix)
+
+
+def _opencv(installed: Callable[[str], str | None] | None = None) -> Iterator[Check]:
+    """One OpenCV build: rapidocr pulls the GUI one (needs libGL) beside our headless one."""
+    version_of = installed or _installed_version
+    builds = {name: version_of(name) for name in OPENCV_BUILDS}
+    present = {name: v for name, v in builds.items() if v is not None}
+    if len(present) <= 1:
+        detail = ", ".join(f"{n} {v}" for n, v in present.items()) or "not installed"
+        yield Check("extra", "opencv", "ok", detail)
+        return
+    version = present.get("opencv-python-headless") or next(iter(present.values()))
+    fix = (
+        f"pip uninstall -y {' '.join(present)} && pip install --no-deps "
+        f"opencv-python-headless=={version}"
+    )
+    detail = "several builds share the cv2 package: " + ", ".join(present)
+    yield Check("extra", "opencv", "warn", detail, fix)
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def _bubblewrap() -> Iterator[Check]:
@@ -184,8 +234,12 @@ def _configuration(app: App) -> Iterator[Check]:
         yield Check("config", "configuration", "fail", str(exc))
         return
     yield Check("config", "configuration", "ok", " + ".join(app.sources.labels))
-    for name_problem in check_names(config, registry):
+    problems = check_names(config, registry)
+    for name_problem in problems:
         yield Check("config", "names", "warn", str(name_problem))
+    if not any("rewards." in str(p) for p in problems):
+        terms = " + ".join(f"{r.weight:g} * {r.name}" for r in config.rewards) or "none"
+        yield Check("config", "rewards", "ok", f"total = {terms}; params match each component")
     yield from _backend_checks(app)
 
 

@@ -15,7 +15,7 @@ import inspect
 import keyword
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -95,6 +95,9 @@ class Registry:
         self._collected = _Collected()
         self._kinds_run: set[str] = set()  # hooks run lazily, one kind at a time
         self._trace = trace  # hooks are called one plugin at a time, so _say traces them
+        #: Where problems found from now on go; None warns with :class:`PluginLoadWarning`.
+        #: The CLI sets it to print the same ``warning:`` lines as import-time problems.
+        self.report: Callable[[PluginError], None] | None = None
 
     # -- adding plugins ---------------------------------------------------------
 
@@ -135,7 +138,10 @@ class Registry:
         """Keep ``problem`` for ``codedance plugins``/``doctor`` and warn about it."""
         self._problems.append(problem)
         self._say(f"problem: {problem}")
-        warnings.warn(str(problem), PluginLoadWarning, stacklevel=2)
+        if self.report is not None:
+            self.report(problem)
+        else:
+            warnings.warn(str(problem), PluginLoadWarning, stacklevel=2)
 
     # -- looking things up -----------------------------------------------------
 
@@ -222,7 +228,7 @@ class Registry:
     def _run_impl(self, kind: str, hook: str, impl: pluggy.HookImpl, into: _Collected) -> None:
         info = self._plugins[impl.plugin_name]
         staged: list[Entry] = []
-        register = _Registrar(kind, info, staged)
+        register = _Registrar(kind, info, staged, self.record)
         self._say(f"calling {hook} of plugin {info.name!r}")
         try:
             impl.function(**dict.fromkeys(impl.argnames, register))
@@ -275,13 +281,40 @@ def _no_hooks_message(plugin: object, info: PluginInfo) -> str:
 class _Registrar:
     """The ``register`` callback handed to one plugin's ``register_<kind>`` hook."""
 
-    def __init__(self, kind: str, plugin: PluginInfo, staged: list[Entry]) -> None:
-        self.kind, self.plugin, self.staged = kind, plugin, staged
+    def __init__(
+        self,
+        kind: str,
+        plugin: PluginInfo,
+        staged: list[Entry],
+        record: Callable[[PluginError], None],
+    ) -> None:
+        self.kind, self.plugin, self.staged, self.record = kind, plugin, staged, record
 
     def __call__(self, obj: Any, /, *, name: str | None = None) -> None:
         resolved = name if name is not None else _default_name(obj)
         _VALIDATORS.get(self.kind, _check_plain)(self.kind, obj, resolved, self.plugin.name)
+        if self.kind == "tool" and not self._shippable(resolved, obj):
+            return
         self.staged.append(Entry(self.kind, resolved, obj, self.plugin))
+
+    def _shippable(self, name: str, tool: Any) -> bool:
+        """Whether ``tool`` can run in a sandbox; if not, it is left out with a warning.
+
+        Checked here, when the plugin loads, because a tool that cannot be shipped
+        would otherwise make every sandbox session fail (all tools travel together).
+        """
+        from codedance.core.tool_modules import ToolShippingError, check_tool
+
+        try:
+            check_tool(name, tool)
+        except ToolShippingError as exc:
+            message = (
+                f"tool {name!r} of plugin {self.plugin.name!r} was left out (the other tools "
+                f"and every run keep working): {exc}"
+            )
+            self.record(PluginLoadError(message, plugin=self.plugin.name))
+            return False
+        return True
 
 
 def _default_name(obj: Any) -> Any:
@@ -327,9 +360,43 @@ def _check_command(kind: str, obj: Any, name: Any, plugin: str) -> None:
     _check_plain(kind, obj, name, plugin)
 
 
+def _check_reward(kind: str, obj: Any, name: Any, plugin: str) -> None:
+    """A RewardComponent-like class (``score``/``score_group`` and a ``defaults`` mapping)
+    or a function whose first parameter takes the trajectory; params are checked later
+    against what it declares (:mod:`codedance.core.params`)."""
+    _check_plain(kind, obj, name, plugin)
+    fix = (
+        "Fix: register a codedance.rewards.base.RewardComponent subclass or a function "
+        "f(trajectory, **params) -> float."
+    )
+    if inspect.isclass(obj):
+        scores = callable(getattr(obj, "score_group", None)) or callable(
+            getattr(obj, "score", None)
+        )
+        if not scores or not isinstance(getattr(obj, "defaults", {}), Mapping):
+            raise PluginError(
+                f"reward {name!r} from plugin {plugin!r} is a class without score_group/score "
+                f"or with non-mapping defaults. {fix}",
+                plugin=plugin,
+            )
+        return
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    try:
+        first = next(iter(inspect.signature(obj).parameters.values()), None)
+    except (TypeError, ValueError):
+        first = None
+    if not callable(obj) or first is None or first.kind not in positional:
+        raise PluginError(
+            f"reward {name!r} from plugin {plugin!r} ({type(obj).__name__}) does not take a "
+            f"trajectory as its first parameter. {fix}",
+            plugin=plugin,
+        )
+
+
 _VALIDATORS: dict[str, Callable[[str, Any, Any, str], None]] = {
     "tool": _check_tool,
     "command": _check_command,
+    "reward": _check_reward,
 }
 
 

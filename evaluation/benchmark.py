@@ -8,20 +8,28 @@ are written once under ``image_dir`` (tasks carry file paths). ``score`` applies
 the benchmark's official rule; the default is :func:`codedance.rewards.score_answer`
 with the task's answer type. A wrong path is a :class:`BenchmarkDataError` that
 names the files the loader expected and where to get them (``layout``, ``source``).
+
+A bad *row* never ends a run: loaders build each task through :meth:`Benchmark.row_task`,
+which skips a row whose :class:`BenchmarkDataError` it catches and records it in
+:attr:`Benchmark.problems` (a :class:`~codedance.evaluation.problems.DataProblem` with
+the place and the reason), unless ``--option strict=true`` asks for the error.
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from codedance.core.errors import ConfigError
+from codedance.evaluation.problems import DataProblem
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["Benchmark", "BenchmarkDataError", "write_image_bytes"]
+
+T = TypeVar("T")
 
 
 class BenchmarkDataError(ConfigError):
@@ -40,10 +48,45 @@ class Benchmark(ABC):
     source: ClassVar[str] = ""
     #: Numbers reported in the CodeDance paper's tables, to print beside ours (percent).
     reported: ClassVar[Mapping[str, float]] = {}
+    #: Which grader :meth:`score` is, in words, for the report's manifest.
+    grader: ClassVar[str] = "the benchmark's official rule (score_answer of its answer type)"
+    #: The scorer modes offered (``--option scorer=...``); the first, the official one, is
+    #: the default. :attr:`graders` describes the grader of each other mode.
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official",)
+    graders: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, data: Path, options: Mapping[str, Any] | None = None) -> None:
         self.data = Path(data)
         self.options = dict(options or {})
+        #: Rows :meth:`tasks` skipped, with where they are and why (filled while iterating).
+        self.problems: list[DataProblem] = []
+
+    def row_task(self, where: str, build: Callable[[], T]) -> T | None:
+        """``build()``, or ``None`` after recording why the row at ``where`` is unusable.
+
+        A :class:`BenchmarkDataError` from one row (a malformed field, a missing
+        image), or a ``ValueError``/``TypeError``/``KeyError``/``AttributeError``/
+        ``IndexError`` from a field of a shape the loader did not expect, becomes a
+        :class:`DataProblem` in :attr:`problems` and the row is skipped; with
+        ``--option strict=true`` it is raised instead.
+        """
+        try:
+            return build()
+        except BenchmarkDataError as error:
+            self.skip(where, error)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+            # a field of an unexpected shape that the loader did not check: still one row
+            problem = f"{where}: unreadable row ({type(error).__name__}: {error})"
+            self.skip(where, BenchmarkDataError(f"benchmark {self.name!r}: {problem}"))
+        return None
+
+    def skip(self, where: str, error: BenchmarkDataError) -> None:
+        """Record that the row at ``where`` is skipped because of ``error`` (strict: raise it)."""
+        if _truthy(self.options.get("strict", False)):
+            raise error
+        # the layout and download hint of missing() help once, not on every row
+        reason = str(error).split("Expected layout:")[0].strip()
+        self.problems.append(DataProblem(where, reason))
 
     @abstractmethod
     def tasks(self, image_dir: Path) -> Iterator[Task]:
@@ -59,6 +102,31 @@ class Benchmark(ABC):
         return score_answer(
             trajectory.answer or "", task.answer, task.answer_type, options=task.options
         )
+
+    @property
+    def scorer_mode(self) -> str:
+        """The scorer mode chosen with ``--option scorer=...`` (default: the official one)."""
+        return self.choice("scorer", self.scorer_modes)
+
+    def scorer(self) -> dict[str, str]:
+        """The scorer the report names: its mode and which grader decides."""
+        mode = self.scorer_mode
+        return {"mode": mode, "grader": self.graders.get(mode, self.grader)}
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """The official LLM grader's prompt about ``response``, for ``--judge``.
+
+        ``None`` (the default) when the benchmark's official grader is not an LLM;
+        benchmarks graded by one (CharXiv, MathVerse, HR-Bench) fill in its prompt as
+        their official scripts do. ``response`` is the model's final message.
+        """
+        return None
+
+    def judge_verdict(self, reply: str) -> float | None:
+        """The score the official grader's ``reply`` gives (default: ``parse_verdict``)."""
+        from codedance.rewards.judge import parse_verdict
+
+        return parse_verdict(reply)
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
         """Benchmark-specific metrics beyond accuracy (e.g. We-Math's four dimensions).
@@ -89,6 +157,10 @@ class Benchmark(ABC):
             f"benchmark {self.name!r}: {what} (looked in {str(self.data)!r}). Expected layout:\n"
             f"{self.layout}\nGet the data from {self.source} and pass its folder with --data."
         )
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes")
 
 
 def write_image_bytes(image_dir: Path, data: bytes, stem: str) -> str:

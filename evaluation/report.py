@@ -16,6 +16,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codedance.evaluation.problems import DataProblem
+from codedance.evaluation.report_sections import (
+    common_tasks_lines,
+    manifest_html,
+    manifest_lines,
+    problems_html,
+    problems_lines,
+    task_links_html,
+)
+from codedance.runtime.failures import (
+    FailureRow,
+    failures_html,
+    failures_markdown,
+    summarize_failures,
+)
 from codedance.runtime.types import Trajectory
 
 __all__ = ["RunSummary", "compare_runs", "summarize_run", "write_report"]
@@ -68,6 +83,13 @@ class RunSummary:
     stops: dict[str, int] = field(default_factory=dict)
     reported: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    failures: list[FailureRow] = field(default_factory=list)  # errors by kind
+    #: How the run was made (:mod:`codedance.evaluation.manifest`); empty if unknown.
+    manifest: dict[str, Any] = field(default_factory=dict)
+    #: Rows skipped and references scored by the fallback (the "Data problems" section).
+    problems: list[DataProblem] = field(default_factory=list)
+    #: (task id, accuracy) of every trajectory, in run order.
+    results: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def overall(self) -> Bucket:
@@ -91,6 +113,10 @@ class RunSummary:
             "stops": self.stops,
             "reported": self.reported,
             "metrics": self.metrics,
+            "failures": [row.to_json() for row in self.failures],
+            "manifest": self.manifest,
+            "data_problems": [p.to_json() for p in self.problems],
+            "results": dict(self.results),
         }
 
 
@@ -104,7 +130,11 @@ def summarize_run(
     model = trajectories[0].model if trajectories else ""
     summary = RunSummary(benchmark, model, {ALL: Bucket()}, reported=dict(reported or {}))
     summary.metrics = dict(metrics or {})
+    summary.failures = summarize_failures(trajectories)
     for trajectory in trajectories:
+        if trajectory.failure is not None:  # the framework's failure: no score, an error row
+            summary.stops["infrastructure"] = summary.stops.get("infrastructure", 0) + 1
+            continue
         accuracy = float(trajectory.rewards.get("accuracy", 0.0))
         summary.overall.add(trajectory, accuracy)
         category = trajectory.task.metadata.get("category")
@@ -114,6 +144,7 @@ def summarize_run(
         key = str(calls) if calls < 3 else "3+"
         summary.by_calls.setdefault(key, Bucket()).add(trajectory, accuracy)
         summary.stops[trajectory.stop] = summary.stops.get(trajectory.stop, 0) + 1
+        summary.results.append((trajectory.task.id, accuracy))
     summary.by_calls = dict(sorted(summary.by_calls.items()))
     return summary
 
@@ -149,6 +180,9 @@ def markdown(summary: RunSummary) -> str:
         lines += ["| model | accuracy (%) |", "|---|---:|"]
         lines += [f"| {m} | {v:.1f} |" for m, v in summary.reported.items()]
         lines += [f"| **this run** ({summary.model}) | {summary.overall.accuracy:.1f} |"]
+    lines += failures_markdown(summary.failures)
+    lines += manifest_lines(summary.manifest)
+    lines += problems_lines(summary.problems)
     return "\n".join(lines) + "\n"
 
 
@@ -235,9 +269,13 @@ def _html(summary: RunSummary, images: Sequence[Path]) -> str:
         rows = [[m, f"{v:.1f}"] for m, v in summary.reported.items()]
         rows.append([f"this run ({summary.model})", f"{summary.overall.accuracy:.1f}"])
         body.append(_table(["model (reported in the paper)", "accuracy (%)"], rows))
+    body.append(failures_html(summary.failures))
     for image in images:
         data = base64.b64encode(image.read_bytes()).decode()
         body.append(f'<img alt="{html.escape(image.stem)}" src="data:image/png;base64,{data}">')
+    body.append(manifest_html(summary.manifest))
+    body.append(problems_html(summary.problems))
+    body.append(task_links_html(summary.results))
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
@@ -271,7 +309,10 @@ def write_report(summary: RunSummary, out: Path) -> dict[str, Path]:
 def compare_runs(first: RunSummary, second: RunSummary) -> str:
     """Two runs side by side, per category, as markdown."""
     a, b = first.model or "run 1", second.model or "run 2"
-    lines = [f"# {first.benchmark or 'evaluation'}: {a} vs {b}", ""]
+    if a == b:  # the same model on two subsets or settings: number the runs
+        a, b = f"{a} [1]", f"{b} [2]"
+    benchmarks = dict.fromkeys(x.benchmark or "evaluation" for x in (first, second))
+    lines = [f"# {' vs '.join(benchmarks)}: {a} vs {b}", ""]
     lines += [f"| category | n | {a} (%) | {b} (%) | delta | calls/traj {a} | calls/traj {b} |"]
     lines += ["|---|---:|---:|---:|---:|---:|---:|"]
     for name in dict.fromkeys([*first.categories, *second.categories]):
@@ -281,4 +322,5 @@ def compare_runs(first: RunSummary, second: RunSummary) -> str:
             f"| {name} | {max(x.n, y.n)} | {x.accuracy:.1f} | {y.accuracy:.1f} | {delta:+.1f} | "
             f"{x.calls_per_trajectory:.2f} | {y.calls_per_trajectory:.2f} |"
         )
+    lines += common_tasks_lines(first, second, a, b)
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Extracted",
+    "answer_as_given",
     "clean_answer",
     "extract",
     "extract_answer",
@@ -78,6 +79,19 @@ def extract(response: str) -> Extracted:
     if tagged is not None:
         return Extracted(clean_answer(tagged), True)
     return Extracted(clean_answer(response, drop_full_stop=True), False)
+
+
+def answer_as_given(response: str) -> str:
+    """The answer as the model gave it, for official rules that read raw responses.
+
+    The content of the last complete ``<answer>...</answer>`` (the protocol's answer
+    field, whitespace around it dropped), else the whole response unchanged. Nothing
+    else is removed: no ``\\boxed``, no "the answer is", no trailing full stop, so an
+    official rule (lmms-eval's exact matches, We-Math's letter rule) sees what it
+    would see had the model been prompted the benchmark's own way.
+    """
+    tagged = _last_answer_tag(response)
+    return response if tagged is None else tagged.strip()
 
 
 def extract_gold(answer: str) -> str:

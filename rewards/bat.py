@@ -63,7 +63,11 @@ def turn_returns(
 
 
 class BATReward(RewardComponent):
-    """The BAT reward; see the module docstring for the formulas and the parameters."""
+    """Tool-call reward scaled by the prompt's difficulty (below 0 on prompts its group
+    solved, so calls there cost reward) plus penalties for failed runs.
+
+    See the module docstring for the formulas and the parameters.
+    """
 
     name: ClassVar[str] = "bat"
     defaults: ClassVar[dict[str, Any]] = {
@@ -87,10 +91,18 @@ class BATReward(RewardComponent):
             )
 
     def score_group(self, group: Sequence[Trajectory]) -> list[RewardResult]:
+        """Rollouts the framework failed (``failure``) count neither in the group's
+        accuracy nor as calls: they score 0 with ``infrastructure`` in their parts."""
         accuracies = [accuracy_of(t) or 0.0 for t in group]
-        mu_acc = sum(accuracies) / len(accuracies) if accuracies else 0.0
+        counted = [a for t, a in zip(group, accuracies, strict=True) if t.failure is None]
+        mu_acc = sum(counted) / len(counted) if counted else 0.0
         d = difficulty(mu_acc, float(self.params["gamma"]), float(self.params["delta"]))
-        return [self._one(t, d, mu_acc, acc) for t, acc in zip(group, accuracies, strict=True)]
+        return [
+            RewardResult(0.0, {"infrastructure": 1.0}, [0.0] * len(t.turns))
+            if t.failure is not None
+            else self._one(t, d, mu_acc, acc)
+            for t, acc in zip(group, accuracies, strict=True)
+        ]
 
     def _one(
         self, trajectory: Trajectory, d: float, mu_acc: float, accuracy: float

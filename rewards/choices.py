@@ -1,12 +1,12 @@
 """Multiple-choice answers: which option a span names, by letter or by text.
 
-A letter is read from these forms, in this order: the whole span is a letter
-(``B``, ``(B)``, ``B.``, ``b``); the span starts with a label (``B. Paris``,
-``(B) Paris``, ``B) Paris``); "option B" or "choice (C)" anywhere; a single
-parenthesised capital such as ``(D)`` anywhere. A span holding two different
-parenthesised letters names none ("(A) or (B)"). A bare letter inside a sentence
-("I think B is right") is *not* read, because ``A`` and ``I`` are also words; the
-answer extraction ("the answer is B") usually isolates the letter first.
+A letter is read from these forms, in this order: the whole span is a letter (``B``,
+``(B)``, ``B.``, ``b``); the span starts with a label (``B. Paris``, ``(B) Paris``, ``B)
+Paris``, or MathVerse's ``D:140°``: a capital and a colon); "option B" or "choice (C)"
+anywhere; a single parenthesised capital such as ``(D)`` anywhere. A span holding two
+different parenthesised letters names none ("(A) or (B)"). A bare letter inside a
+sentence ("I think B is right") is *not* read, because ``A`` and ``I`` are also words;
+the answer extraction ("the answer is B") usually isolates the letter first.
 
 With ``options`` (the option texts in order, labels such as ``"A. "`` allowed), a
 letter past the last option is rejected and a span that names exactly one option's
@@ -24,7 +24,10 @@ from codedance.rewards.answers import normalize_text
 __all__ = ["choice_letter", "letter_form", "option_text", "strip_label"]
 
 _LETTER_ONLY = re.compile(r"^\(?\s*([A-Za-z])\s*\)?\s*[.:)]?$")
-_LEADING_LABEL = re.compile(r"^(?:\(\s*([A-Za-z])\s*\)|([A-Za-z])[.:)\]])(?=\s|$)")
+# "B. Paris", "(B) Paris", "B) Paris", and "D:140°" (MathVerse lists its options so)
+_LEADING_LABEL = re.compile(
+    r"^(?:\(\s*([A-Za-z])\s*\)|([A-Za-z])[.:)\]])(?=\s|$)|^([A-Z]):(?=[^\s:/\\])"
+)
 _NAMED = re.compile(r"\b(?i:option|choice)\s*(?:(?i:is)\s*)?:?\s*\(?([A-Z])\)?(?!\w)")
 _PARENTHESISED = re.compile(r"\(([A-Z])\)")
 

@@ -39,7 +39,10 @@ def score_command(app: App, run: Path, rewards: tuple[str, ...], output: Path | 
     from codedance.runtime.store import read_trajectories
 
     trajectories = read_trajectories(run)
-    composition = RewardComposition.from_config(_reward_configs(app, rewards), app.registry)
+    where = None if rewards else app.config.where  # --reward entries have no file
+    composition = RewardComposition.from_config(
+        _reward_configs(app, rewards), app.registry, where=where
+    )
     cards = composition.score_all(trajectories)
     target = output or (run if run.is_dir() else run.parent) / "scores.jsonl"
     _write(target, trajectories, cards)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from codedance.rewards.base import RewardComponent, RewardResult
-from codedance.rewards.matching import score_answer
+from codedance.rewards.matching import InvalidAnswerError, score_answer
 from codedance.runtime.types import Trajectory, Turn
 
 __all__ = [
@@ -27,15 +27,28 @@ def accuracy_of(trajectory: Trajectory, max_answer_chars: int = 1000) -> float |
     """1.0/0.0 against the task's known answer; None when the task has none.
 
     An answer of ``max_answer_chars`` or more scores 0, as in the CodeDance release
-    (a model must not win by listing every option).
+    (a model must not win by listing every option). A reference that cannot be read
+    as its ``answer_type`` (CharXiv's ``10^-1`` given as a number of another form, an
+    empty one) is compared as ``text`` instead: one bad row must not end a run or a
+    training step. :class:`AccuracyReward` says so in its parts. None, too, when the
+    framework failed the trajectory (``trajectory.failure``): that is no wrong answer.
     """
+    return _accuracy(trajectory, max_answer_chars)[0]
+
+
+def _accuracy(trajectory: Trajectory, max_answer_chars: int) -> tuple[float | None, bool]:
+    """:func:`accuracy_of`, and whether the reference had to be compared as text."""
     task = trajectory.task
-    if task.answer is None:
-        return None
+    if task.answer is None or trajectory.failure is not None:
+        return None, False
     answer = trajectory.answer or ""
     if not answer.strip() or len(answer) >= max_answer_chars:
-        return 0.0
-    return score_answer(answer, task.answer, task.answer_type, options=task.options)
+        return 0.0, False
+    try:
+        return score_answer(answer, task.answer, task.answer_type, options=task.options), False
+    except InvalidAnswerError:
+        as_text = score_answer(answer, task.answer, "text") if task.answer.strip() else 0.0
+        return as_text, True
 
 
 def failed(turn: Turn, no_output_fails: bool = False) -> bool:
@@ -54,9 +67,13 @@ class AccuracyReward(RewardComponent):
     defaults: ClassVar[dict[str, Any]] = {"max_answer_chars": 1000}
 
     def score(self, trajectory: Trajectory) -> RewardResult:
-        value = accuracy_of(trajectory, int(self.params["max_answer_chars"]))
+        if trajectory.failure is not None:
+            return RewardResult(0.0, {"unscored": 1.0, "infrastructure": 1.0})
+        value, as_text = _accuracy(trajectory, int(self.params["max_answer_chars"]))
         if value is None:
             return RewardResult(0.0, {"unscored": 1.0})
+        if as_text:  # the reference is not a valid answer of its type: a dataset bug
+            return RewardResult(value, {"correct": value, "reference_as_text": 1.0})
         return RewardResult(value, {"correct": value})
 
 

@@ -184,16 +184,29 @@ class JudgeReward(RewardComponent):
         """The question for the judge, or the result when there is nothing to ask."""
         if trajectory.task.answer is None:
             return _unscored()
+        prediction = extract_answer(trajectory.answer or "")
+        if not prediction.strip():  # no answer at all is wrong; no need to ask
+            return RewardResult(0.0, {"judged": 0.0, "cached": 0.0, "no_answer": 1.0})
+        prompt = self.prompt_for(trajectory, prediction)
+        key_text = json.dumps([model, self.prompt, prompt], ensure_ascii=False)
+        return _Query(hashlib.sha256(key_text.encode()).hexdigest(), model, prompt)
+
+    def prompt_for(self, trajectory: Trajectory, prediction: str) -> str:
+        """The prompt about one trajectory: ``params.prompt`` with its placeholders filled.
+
+        Subclasses that ask a benchmark's own grader prompt override this (and
+        :meth:`verdict`); ``prediction`` is the answer extracted from the response.
+        """
         values = {
             "question": trajectory.task.question,
             "answer": str(trajectory.task.answer),
-            "prediction": extract_answer(trajectory.answer or ""),
+            "prediction": prediction,
         }
-        if not values["prediction"].strip():  # no answer at all is wrong; no need to ask
-            return RewardResult(0.0, {"judged": 0.0, "cached": 0.0, "no_answer": 1.0})
-        key_text = json.dumps([model, self.prompt, *values.values()], ensure_ascii=False)
-        prompt = _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.prompt)
-        return _Query(hashlib.sha256(key_text.encode()).hexdigest(), model, prompt)
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.prompt)
+
+    def verdict(self, reply: str) -> float | None:
+        """The score a reply gives (default :func:`parse_verdict`)."""
+        return parse_verdict(reply)
 
     def _fall_back(self, exc: JudgeError) -> None:
         """Raise ``exc``, or with ``fallback: zero`` log it and go on."""
@@ -232,7 +245,7 @@ class JudgeReward(RewardComponent):
         except JudgeError as exc:
             self._fall_back(exc)
             return _Verdict(None, failed=True)
-        score = parse_verdict(reply)
+        score = self.verdict(reply)
         if score is None:
             log.warning("LLM judge %s gave no verdict in %r; scored 0", self.endpoint, reply[:200])
         return _Verdict(score, reply)

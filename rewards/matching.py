@@ -41,7 +41,13 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from codedance.core.errors import CodedanceError
-from codedance.rewards.answers import Extracted, extract, extract_gold, normalize_text
+from codedance.rewards.answers import (
+    Extracted,
+    clean_answer,
+    extract,
+    extract_gold,
+    normalize_text,
+)
 from codedance.rewards.boxes import box_iou, parse_box
 from codedance.rewards.choices import choice_letter, letter_form, strip_label
 from codedance.rewards.math_match import match_math
@@ -128,7 +134,19 @@ def score_answer(
     if not pred.text:
         return 0.0
     settings = _Settings(None if options is None else tuple(options), iou_threshold)
-    return 1.0 if matcher(pred, gold, settings) else 0.0
+    return 1.0 if any(matcher(pred, form, settings) for form in _gold_forms(gold)) else 0.0
+
+
+def _gold_forms(gold: str) -> list[str]:
+    """The reference, and it cleaned as a prediction is (a trailing full stop dropped).
+
+    A prediction taken from a phrase or a whole response loses its trailing full
+    stop (``"The answer is U.S."`` gives ``U.S``); so does the reference here, so an
+    answer identical to the reference (ChartQA's ``U.S.``, MathVerse's
+    ``\\[g(x)=...\\].``) always scores 1.
+    """
+    cleaned = clean_answer(gold, drop_full_stop=True)
+    return [gold] if not cleaned or cleaned == gold else [gold, cleaned]
 
 
 def relaxed_correctness(

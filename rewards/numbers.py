@@ -7,10 +7,11 @@ such as ``"There are 12 apples"``.
 
 What a quantity may look like: a sign (``-``, ``+`` or the Unicode minus), thousands
 separators (``1,000``, ``1{,}000``), decimals, ``1e3``, ``2.5 \\times 10^{3}``,
-fractions (``1/2``, ``\\frac{1}{2}``, ``\\dfrac12``), English number words up to
-ninety-nine (``"three"``, ``"twenty-one"``), a leading currency sign (``$5``,
-``\\$5``, ``€5``), and a tail of percent (``%``, ``\\%``, ``percent``), degrees
-(``°``, ``^\\circ``) or unit words (``cm``, ``\\text{ apples}``, ``m^2``).
+fractions (``1/2``, ``\\frac{1}{2}``, ``\\dfrac12``), powers (``10^2``, ``10^-1``,
+``10^{-2}``), English number words up to ninety-nine (``"three"``, ``"twenty-one"``), a
+leading currency sign (``$5``, ``\\$5``, ``€5``), and a tail of percent (``%``, ``\\%``,
+``percent``), degrees (``°``, ``^\\circ``) or unit words (``cm``, ``\\text{ apples}``,
+``m^2``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ _FRAC_TEX = (
     rf"\s*(?:\{{\s*(?P<fd>{_DIGITS})\s*\}}|(?P<fd1>\d))"
 )
 _FRAC_SLASH = rf"(?P<ssign>{_SIGN})\s*(?P<sn>{_DIGITS})\s*/\s*(?P<sd>{_DIGITS})(?![\d.])"
-_NUMBER = re.compile(rf"{_FRAC_TEX}|{_FRAC_SLASH}|{_PLAIN}")
+# a power of a number written with ^: 10^2, 10^-1, 10^{-2}, 2.5^{3} (not units like m^2)
+_POWER = (
+    rf"(?P<psign>{_SIGN})\s*(?P<base>{_DIGITS})\s*\^\s*"
+    r"(?:\{\s*(?P<pexp>[-+\u2212]?\d+(?:\.\d+)?)\s*\}|(?P<pexp1>[-+\u2212]?\d+(?:\.\d+)?))"
+)
+_NUMBER = re.compile(rf"{_FRAC_TEX}|{_FRAC_SLASH}|{_POWER}|{_PLAIN}")
 
 _ONES = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -146,7 +152,19 @@ def _value(found: re.Match[str]) -> float | None:
         return _ratio(groups["fsign"], groups["fn"] or groups["fn1"], groups["fd"] or groups["fd1"])
     if groups.get("sn"):
         return _ratio(groups["ssign"], groups["sn"], groups["sd"])
+    if groups.get("base"):
+        return _power(groups["psign"], groups["base"], groups["pexp"] or groups["pexp1"])
     return _plain(found)
+
+
+def _power(sign: str, base: str, exponent: str) -> float | None:
+    try:
+        value: float | complex = float(_digits(base)) ** float(exponent.replace("\u2212", "-"))
+    except (OverflowError, ZeroDivisionError):
+        return None
+    if isinstance(value, complex) or math.isinf(value):
+        return None
+    return -value if _negative(sign) else value
 
 
 def _plain(found: re.Match[str]) -> float:

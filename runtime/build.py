@@ -80,4 +80,5 @@ def build_runner(
         tools_section=section,
         limits=limits,
         on_error=config.sandbox.on_error,
+        infra_retries=config.runtime.infra_retries,
     )

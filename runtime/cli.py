@@ -15,20 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codedance.core.cli import App, pass_app
+from codedance.core.cli import App, invocation, pass_app
 
 if TYPE_CHECKING:
-    from codedance.rewards.composition import RewardComposition
     from codedance.runtime.loop import Runner
     from codedance.runtime.store import RunWriter
     from codedance.runtime.types import Task, Trajectory
 
-__all__ = ["composition_scorer", "run_command", "solve_with_progress", "summarize"]
+__all__ = ["run_command", "solve_with_progress"]
 
 NO_MODEL = (
     "No model was used: these {n} built-in example tasks were solved by replaying their "
     "reference programs as the model's turns, through the real protocol and sandbox.\n"
-    "To run a model: codedance run TASKS.jsonl --model openai:http://127.0.0.1:8000/v1 "
+    "To run a model: {cmd} run TASKS.jsonl --model openai:http://127.0.0.1:8000/v1 "
     "(any OpenAI-compatible server, e.g. `vllm serve`), or --model vllm:PATH, hf:PATH, replay:FILE."
 )
 
@@ -59,8 +58,10 @@ def run_command(
     concurrency: int | None,
 ) -> None:
     """Solve TASKS (a JSONL file) or one --image/--question, writing trajectories to --out."""
-    from codedance.rewards.composition import RewardComposition
+    from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
+    from codedance.runtime.failures import echo_failures
+    from codedance.runtime.metrics import missing_packages, summarize
     from codedance.runtime.store import RunWriter
 
     config = app.config
@@ -68,7 +69,7 @@ def run_command(
     todo, replay = _tasks(tasks, image, question, answer, answer_type, out)
     config = config.model_copy(update={"model": model_config_for(config.model, model_spec)})
     runner = build_runner(config, app.registry, model=replay)
-    rewards = RewardComposition.from_config(config.rewards, app.registry)
+    rewards = RewardComposition.from_config(config.rewards, app.registry, where=config.where)
     writer = RunWriter(out, resume=resume)
     todo = [task for task in todo if task.id not in writer.done][: limit or None]
     width = concurrency or config.runtime.concurrency
@@ -77,9 +78,11 @@ def run_command(
         finished = asyncio.run(solve_with_progress(runner, todo, width, writer, scorer))
     finally:
         writer.close()
-    summary = summarize(_all(out) if resume else finished)
+    done = _all(out) if resume else finished
+    summary = summarize(done)
     writer.write_summary(summary)
-    _report(summary, out, examples=replay is not None)
+    _report(summary, out, replay is not None, rewards.explain(done), missing_packages(done))
+    echo_failures(done, out)
 
 
 def _tasks(
@@ -104,8 +107,8 @@ def _tasks(
 
 def _examples(out: Path) -> tuple[list[Task], Any]:
     from codedance.core.config import ModelConfig
-    from codedance.plugins.models.replay import ReplayModel, load_replay
     from codedance.runtime.examples import write_examples
+    from codedance.runtime.replay import ReplayModel, load_replay
     from codedance.runtime.tasks import load_tasks
 
     tasks_path, replay_path = write_examples(out / "examples")
@@ -132,6 +135,8 @@ async def solve_with_progress(
         TimeRemainingColumn,
     )
 
+    from codedance.runtime.metrics import accuracy_text
+
     columns = (
         TextColumn("[bold]solving"),
         BarColumn(),
@@ -152,38 +157,11 @@ async def solve_with_progress(
                     writer.write(trajectory)
                     finished.append(trajectory)
                     rate = len(finished) / max(time.perf_counter() - started, 1e-9)
-                    acc = _accuracy_text(finished)
+                    acc = accuracy_text(finished)
                     progress.update(bar, advance=1, rate=f"{rate:.2f}/s", acc=acc)
         finally:
             runner.sandbox.close()
     return finished
-
-
-def composition_scorer(rewards: RewardComposition) -> Callable[[Trajectory], None]:
-    """Score each trajectory alone (its group of one) and store the score card."""
-
-    def score(trajectory: Trajectory) -> None:
-        (card,) = rewards.score_group([trajectory])
-        trajectory.rewards = card.as_rewards()
-
-    return score
-
-
-def accuracy(trajectory: Trajectory) -> float | None:
-    """The accuracy reward, or None when the task had no known answer."""
-    rewards = trajectory.rewards
-    if "accuracy" not in rewards or rewards.get("accuracy.unscored"):
-        return None
-    return rewards["accuracy"]
-
-
-def _scored(trajectories: list[Trajectory]) -> list[float]:
-    return [a for a in map(accuracy, trajectories) if a is not None]
-
-
-def _accuracy_text(trajectories: list[Trajectory]) -> str:
-    scored = _scored(trajectories)
-    return f"{sum(scored) / len(scored):.3f}" if scored else "-"
 
 
 def _all(out: Path) -> list[Trajectory]:
@@ -192,32 +170,13 @@ def _all(out: Path) -> list[Trajectory]:
     return read_trajectories(out)
 
 
-def summarize(trajectories: list[Trajectory]) -> dict[str, Any]:
-    """Counts, accuracy and tool use of a run, as summary.json holds them."""
-    n = len(trajectories)
-    scored = _scored(trajectories)
-    calls = sum(t.tool_calls for t in trajectories)
-    stops: dict[str, int] = {}
-    for trajectory in trajectories:
-        stops[trajectory.stop] = stops.get(trajectory.stop, 0) + 1
-    return {
-        "trajectories": n,
-        "scored": len(scored),
-        "accuracy": round(sum(scored) / len(scored), 4) if scored else None,
-        "tool_calls_per_trajectory": round(calls / n, 3) if n else 0.0,
-        "tool_success_rate": round(1 - sum(t.failed_calls for t in trajectories) / calls, 4)
-        if calls
-        else None,
-        "turns_per_trajectory": round(sum(len(t.turns) for t in trajectories) / n, 3) if n else 0.0,
-        "mean_reward": round(sum(t.rewards.get("total", 0.0) for t in trajectories) / n, 4)
-        if n
-        else None,
-        "stop_reasons": stops,
-        "mean_duration_s": round(sum(t.duration_s for t in trajectories) / n, 4) if n else 0.0,
-    }
-
-
-def _report(summary: dict[str, Any], out: Path, examples: bool) -> None:
+def _report(
+    summary: dict[str, Any],
+    out: Path,
+    examples: bool,
+    reward_lines: list[str],
+    missing: dict[str, list[str]],
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -228,6 +187,22 @@ def _report(summary: dict[str, Any], out: Path, examples: bool) -> None:
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
-    click.echo(f"Trajectories: {out / 'trajectories.jsonl'}  (view them: codedance view {out})")
+    _explain(reward_lines, missing)
+    view = f"{invocation()} view {out}"
+    click.echo(f"Trajectories: {out / 'trajectories.jsonl'}  (view them: {view})")
     if examples:
-        click.secho(NO_MODEL.format(n=summary["trajectories"]), fg="yellow")
+        click.secho(NO_MODEL.format(n=summary["trajectories"], cmd=invocation()), fg="yellow")
+
+
+def _explain(reward_lines: list[str], missing: dict[str, list[str]]) -> None:
+    """Why the mean reward is what it is, and which tools could not run here."""
+    for line in reward_lines:
+        click.echo(line)
+    if reward_lines:
+        click.echo(
+            "  (each trajectory is scored as a group of one here; in training a prompt's "
+            "rollouts form its group)"
+        )
+    for message, tools in missing.items():
+        names = ", ".join(tools)
+        click.secho(f"warning: tools unavailable in this run ({names}): {message}", fg="yellow")

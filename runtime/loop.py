@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from codedance.core.errors import CodedanceError
+from codedance.runtime.failures import InfrastructureError
 from codedance.runtime.images import ImagePolicy, png_bytes
 from codedance.runtime.model import ModelBackend, ModelError
 from codedance.runtime.protocol import Protocol
@@ -72,15 +73,33 @@ class Runner:
         tools_section: str = "",
         limits: Limits | None = None,
         on_error: OnError = "keep",
+        infra_retries: int = 2,
     ) -> None:
         self.model, self.protocol, self.sandbox = model, protocol, sandbox
         self.tools, self.tools_section = tools, tools_section
         self.limits = limits or Limits()
         self.on_error: OnError = on_error
+        self.infra_retries = infra_retries
         self.system = protocol.system_prompt(tools_section)
 
     async def solve(self, task: Task) -> Trajectory:
-        """One trajectory for ``task``; problems end it with a stop reason, never raise."""
+        """One trajectory for ``task``; problems end it with a stop reason, never raise.
+
+        When the framework fails it (a session that did not start, a worker lost
+        while code ran), the task starts over with a fresh session, up to
+        ``infra_retries`` more times, after a short pause; the last attempt's
+        trajectory says how many there were and, if they all failed, ``failure``.
+        """
+        attempt = 1
+        while True:
+            trajectory = await self._attempt(task)
+            trajectory.attempts = attempt
+            if trajectory.failure is None or attempt > self.infra_retries:
+                return trajectory
+            await asyncio.sleep(min(0.5 * 2**attempt, 5.0))  # let the machine catch up
+            attempt += 1
+
+    async def _attempt(self, task: Task) -> Trajectory:
         started = time.perf_counter()
         try:
             images = await asyncio.to_thread(self._load_images, task)
@@ -98,7 +117,9 @@ class Runner:
         conversation = _Conversation(self, trajectory, images)
         try:
             await conversation.run()
-        except (CodedanceError, OSError) as exc:  # a sandbox that cannot start, say
+        except InfrastructureError as exc:
+            trajectory.stop, trajectory.error, trajectory.failure = "error", str(exc), exc.kind
+        except (CodedanceError, OSError) as exc:
             trajectory.stop, trajectory.error = "error", f"{type(exc).__name__}: {exc}"
         finally:
             current_trajectory.reset(token)
@@ -185,6 +206,14 @@ async def execute_turn(
     return protocol.observation(record, images, turns_left=turns_left, parsed=turn.parsed)
 
 
+def _start_failure(exc: Exception) -> str:
+    """The reason a session did not start, said once (backends often say it themselves)."""
+    text = str(exc)
+    if "did not start" in text or "failed to start" in text:
+        return text
+    return f"the sandbox session did not start: {type(exc).__name__}: {text}"
+
+
 class _Conversation:
     """The state of one trajectory in flight: history, the lazy session, the turn count."""
 
@@ -239,9 +268,14 @@ class _Conversation:
         if turn.parsed.code is None:
             return protocol.problem_message(turn.parsed, turns_left=turns_left)
         session = await self._session()
-        return await execute_turn(
+        observation = await execute_turn(
             turn, session, protocol, self.runner.limits.images, turns_left=turns_left
         )
+        if turn.record is not None and turn.record.infrastructure:
+            error = turn.record.error
+            detail = error.message if error is not None else "the session was lost"
+            raise InfrastructureError("sandbox_lost", f"the sandbox worker was lost: {detail}")
+        return observation
 
     async def _session(self) -> SandboxSession:
         if self.session is None:
@@ -250,8 +284,12 @@ class _Conversation:
             inputs = [InputFile(n, png_bytes(i)) for n, i in zip(names, self.images, strict=False)]
             spec = SessionSpec(images=inputs, tools=runner.tools, on_error=runner.on_error)
             started = time.perf_counter()
-            self.session = await runner.sandbox.aopen_session(spec)
-            self.trajectory.session_s += time.perf_counter() - started
+            try:
+                self.session = await runner.sandbox.aopen_session(spec)
+            except (SandboxError, OSError) as exc:
+                raise InfrastructureError("sandbox_start", _start_failure(exc)) from exc
+            finally:
+                self.trajectory.session_s += time.perf_counter() - started
         return self.session
 
     def _context(self) -> list[Message]:

@@ -9,7 +9,16 @@ Layout of ``OUT``::
 
 A trajectory's images are written before its line, and its line is written with
 one ``write`` and flushed, so a killed run leaves only whole trajectories (a
-line cut short by the kill is dropped on resume, never duplicated).
+line cut short by the kill is dropped on resume, never duplicated). A task the
+framework failed (``Trajectory.failure``) is run again on resume; its new line
+supersedes the failed one when the run is read.
+
+Lines are UTF-8 JSON whatever the sandbox returned: a lone surrogate (an
+undecodable byte of a file name or of output, as Python's ``surrogateescape``
+keeps it) is written as its JSON escape (backslash, ``udcXX``), which reads back as the
+same string, so ``os.fsencode`` recovers the original bytes. (One case JSON itself
+cannot keep apart: a lone high surrogate right before a lone low one reads back
+as the character the pair encodes; undecodable bytes only ever give low ones.)
 """
 
 from __future__ import annotations
@@ -23,10 +32,21 @@ from typing import Any
 from codedance.core.errors import CodedanceError
 from codedance.runtime.types import Trajectory
 
-__all__ = ["RunWriter", "read_trajectories"]
+__all__ = ["RunWriter", "json_line", "read_trajectories"]
 
 TRAJECTORIES = "trajectories.jsonl"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(data: Any) -> str:
+    """``data`` as one line of JSON that always encodes as UTF-8 (see the module docstring).
+
+    A raw surrogate can only appear inside a JSON string here (``json.dumps``
+    escapes quotes and backslashes), so its ``\\uXXXX`` escape is read back exactly.
+    """
+    line = json.dumps(data, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 class RunWriter:
@@ -48,15 +68,14 @@ class RunWriter:
         """Save the images, then the trajectory's line (flushed to disk)."""
         folder = _safe(trajectory.task.id)
         _save_turn_images(self.out, folder, trajectory)
-        line = json.dumps(trajectory.to_json(), ensure_ascii=False)
-        self._file.write(line + "\n")
+        self._file.write(json_line(trajectory.to_json()) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
         self.done.add(trajectory.task.id)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         path = self.out / "summary.json"
-        path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        path.write_text(json.dumps(summary, indent=2, ensure_ascii=True), encoding="utf-8")
         return path
 
     def close(self) -> None:
@@ -104,12 +123,23 @@ def _repair_and_read_ids(path: Path) -> set[str]:
     ids = set()
     for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
         try:
-            ids.add(str(json.loads(line)["task"]["id"]))
+            row = json.loads(line)
+            task_id = str(row["task"]["id"])
         except (json.JSONDecodeError, KeyError, TypeError):
             raise CodedanceError(
                 f"{path}:{number} is not a trajectory line; cannot resume"
             ) from None
-    return ids
+        if not row.get("failure"):
+            ids.add(task_id)
+    return ids  # tasks the framework failed (and nothing else) are run again
+
+
+def _superseded(trajectories: list[Trajectory]) -> list[Trajectory]:
+    """Drop the framework-failed attempts of tasks that a resumed run completed later."""
+    last = {t.task.id: index for index, t in enumerate(trajectories)}
+    return [
+        t for index, t in enumerate(trajectories) if t.failure is None or last[t.task.id] == index
+    ]
 
 
 def read_trajectories(path: Path) -> list[Trajectory]:
@@ -120,4 +150,4 @@ def read_trajectories(path: Path) -> list[Trajectory]:
             f"no trajectories at {file}. Fix: pass a run folder (--out of codedance run)."
         )
     lines = file.read_text(encoding="utf-8").splitlines()
-    return [Trajectory.from_json(json.loads(line)) for line in lines if line.strip()]
+    return _superseded([Trajectory.from_json(json.loads(line)) for line in lines if line.strip()])

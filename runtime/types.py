@@ -153,13 +153,19 @@ class Turn:
 
     @property
     def called_tool(self) -> bool:
-        return self.execution is not None
+        """The model's code ran; a run the framework lost (``infrastructure``) is no call."""
+        return self.execution is not None and not self.infrastructure
+
+    @property
+    def infrastructure(self) -> bool:
+        """The execution failed through the framework's fault, not the code's."""
+        return bool(self.execution and self.execution.get("infrastructure"))
 
     @property
     def tool_failed(self) -> bool:
-        """The execution raised, timed out or killed the session."""
+        """The code raised, timed out or killed the session (never the framework's failures)."""
         execution = self.execution
-        if execution is None:
+        if execution is None or self.infrastructure:
             return False
         return bool(execution.get("error") or execution.get("timed_out"))
 
@@ -215,6 +221,10 @@ class Trajectory:
     answer: str | None = None
     stop: StopReason = "answer"
     error: str | None = None
+    #: When the framework failed this task (not the model): the kind, from
+    #: :data:`codedance.runtime.failures.KINDS`. Such a trajectory is never scored.
+    failure: str | None = None
+    attempts: int = 1  # tries of the task; more than 1 after framework failures
     model: str = ""
     protocol: str = ""
     sandbox: str = ""
@@ -252,6 +262,8 @@ class Trajectory:
             "answer": self.answer,
             "stop": self.stop,
             "error": self.error,
+            "failure": self.failure,
+            "attempts": self.attempts,
             "model": self.model,
             "protocol": self.protocol,
             "sandbox": self.sandbox,
@@ -275,6 +287,8 @@ class Trajectory:
             answer=data.get("answer"),
             stop=data.get("stop", "answer"),
             error=data.get("error"),
+            failure=data.get("failure"),
+            attempts=int(data.get("attempts", 1)),
             model=str(data.get("model", "")),
             protocol=str(data.get("protocol", "")),
             sandbox=str(data.get("sandbox", "")),

@@ -41,6 +41,7 @@ __all__ = [
     "RunRecords",
     "RunStats",
     "ViewError",
+    "anchor",
     "default_output",
     "load_run",
     "render_html",
@@ -317,9 +318,15 @@ def _card(t: Trajectory, images: ImageEmbedder, *, open_: bool) -> str:
         *(_turn(turn, images) for turn in t.turns),
     ]
     return (
-        f'<details class="traj v-{v}" data-verdict="{v}" data-search="{escape(search)}"'
+        f'<details class="traj v-{v}" id="{anchor(t.task.id)}" data-verdict="{v}"'
+        f' data-search="{escape(search)}"'
         f'{" open" if open_ else ""}>{head}<div class="body">{"".join(body)}</div></details>'
     )
+
+
+def anchor(task_id: str) -> str:
+    """The HTML id of a task's card, so reports can link to ``view.html#<anchor>``."""
+    return "task-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)
 
 
 def _facts(t: Trajectory) -> list[tuple[str, str]]:
@@ -473,7 +480,9 @@ def write_view(
 
 def _save(html: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    # backslashreplace: undecodable bytes of the sandbox's output (lone surrogates) show
+    # as escapes instead of failing the page; the JSONL keeps them exactly.
+    target.write_text(html, encoding="utf-8", errors="backslashreplace")
     return target
 
 

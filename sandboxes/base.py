@@ -9,6 +9,7 @@ the task's input images preloaded, and turns each ``run(code, timeout)`` into on
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from codedance.core.config import SandboxConfig
+    from codedance.sandboxes.admission import Admission
     from codedance.sandboxes.tools import ToolBundle
 
 __all__ = [
@@ -94,6 +96,9 @@ class ExecutionRecord:
     session_died: bool = False  # the state was lost (killed, crashed, out of memory)
     restored: str | None = None  # "rollback" or "reset" when on_error changed the state
     isolation: str = "none"
+    #: The framework failed, not the code: the session's worker was lost (killed from
+    #: outside, its channel closed) while the code ran. Never the model's fault.
+    infrastructure: bool = False
 
     @property
     def ok(self) -> bool:
@@ -123,6 +128,7 @@ class ExecutionRecord:
             "restored": self.restored,
             "duration_s": round(self.duration_s, 6),
             "isolation": self.isolation,
+            "infrastructure": self.infrastructure,
         }
 
 
@@ -179,6 +185,8 @@ class SandboxSession(ABC):
     """One trajectory's stateful execution context."""
 
     isolation: str = "none"
+    #: Set by :meth:`SandboxBackend.aopen_session`: the queue each async run waits in.
+    admission: Admission | None = None
 
     @abstractmethod
     def run(self, code: str, timeout: float | None = None) -> ExecutionRecord:
@@ -193,8 +201,11 @@ class SandboxSession(ABC):
         """Free every process, file and connection of the session. Idempotent."""
 
     async def arun(self, code: str, timeout: float | None = None) -> ExecutionRecord:
-        """Async twin of :meth:`run`."""
-        record: ExecutionRecord = await _run_blocking(self.run, code, timeout)
+        """Async twin of :meth:`run`; waits for a run slot first (its clock starts after)."""
+        if self.admission is None:
+            record: ExecutionRecord = await _run_blocking(self.run, code, timeout)
+        else:
+            record = await _run_blocking(self.admission.run, self.run, code, timeout)
         return record
 
     async def arestart(self) -> None:
@@ -227,19 +238,51 @@ class SandboxBackend(ABC):
     """A registered sandbox backend; ``sandbox.backend`` in registry.yaml picks one."""
 
     name: ClassVar[str]
+    #: False for backends whose code runs on another machine (``admission: auto``
+    #: then sets no limit, since this machine's cores are not the bottleneck).
+    runs_here: ClassVar[bool] = True
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         from codedance.core.config import SandboxConfig
 
         self.config = config or SandboxConfig(backend=self.name)
+        self._admission: Admission | None = None
+
+    @property
+    def admission(self) -> Admission:
+        """The start and run queues of this backend's async sessions (``sandbox.admission``)."""
+        if self._admission is None:
+            from codedance.sandboxes.admission import Admission
+
+            limits = self.config.admission
+            self._admission = Admission.from_limits(limits.starting, limits.running, self.runs_here)
+        return self._admission
+
+    def session_spec(self, spec: SessionSpec | None = None) -> SessionSpec:
+        """``spec`` with ``sandbox.threads`` applied: every native thread pool capped.
+
+        The caps go into ``spec.env`` (which every backend passes to model code) under
+        the spec's own values, so a caller can still raise one deliberately.
+        """
+        from codedance.sandboxes.admission import thread_env
+
+        spec = spec or SessionSpec()
+        return dataclasses.replace(spec, env={**thread_env(self.config.threads), **spec.env})
 
     @abstractmethod
     def open_session(self, spec: SessionSpec | None = None) -> SandboxSession:
         """Start a session with ``spec``'s inputs; raises :class:`SandboxError` on failure."""
 
     async def aopen_session(self, spec: SessionSpec | None = None) -> SandboxSession:
-        """Async twin of :meth:`open_session`."""
-        session: SandboxSession = await _run_blocking(self.open_session, spec)
+        """Async twin of :meth:`open_session`, for many sessions at once.
+
+        The spec gets the thread caps (:meth:`session_spec`); the start waits for a
+        start slot, and the session's runs for run slots (``sandbox.admission``).
+        """
+        admission = self.admission
+        spec = self.session_spec(spec)
+        session: SandboxSession = await _run_blocking(admission.start, self.open_session, spec)
+        session.admission = admission
         return session
 
     def close(self) -> None:  # noqa: B027 - optional for backends without shared state

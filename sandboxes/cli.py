@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from codedance.core.cli import App, pass_app
+from codedance.core.terminal import printable
 from codedance.sandboxes.base import ExecutionRecord, InputFile, SandboxBackend, SessionSpec
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     "images",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Input image, preloaded as `image`/`images` (repeatable).",
+    help=(
+        "Input image (repeatable), preloaded as in a model's session: `input_image` "
+        "(then `input_image_2`, ...), also `image`/`images`; the file keeps its own name too."
+    ),
 )
 @click.option(
     "--out",
@@ -56,18 +60,29 @@ def exec_command(
     name = backend or settings.backend
     backend_class: type[SandboxBackend] = app.registry.get("sandbox", name)
     spec = SessionSpec(
-        images=[InputFile(p.name, p.read_bytes()) for p in images],
+        images=[InputFile(name, p.read_bytes()) for name, p in _session_names(images)],
+        files=[InputFile(p.name, p.read_bytes()) for p in images],
         on_error=settings.on_error,
         tools=None if no_tools else _tool_bundle(app),
     )
     sandbox = backend_class(settings.model_copy(update={"backend": name}))
-    with sandbox, sandbox.open_session(spec) as session:
+    with sandbox, sandbox.open_session(sandbox.session_spec(spec)) as session:
         record = session.run(code, timeout)
     paths = _save_images(record, out)
     if as_json:
         click.echo(json.dumps(record.to_json(paths)))
     else:
         _print_human(record, paths)
+
+
+def _session_names(images: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """``input_image.png``, ``input_image_2.jpg``, ...: the names a model's session gives images.
+
+    So code tried here with ``exec`` runs unchanged in ``codedance run`` (prompts name
+    ``input_image``); ``image``/``images`` are bound in both.
+    """
+    stems = (f"input_image_{i + 1}" if i else "input_image" for i in range(len(images)))
+    return [(stem + (p.suffix.lower() or ".png"), p) for stem, p in zip(stems, images, strict=True)]
 
 
 def _tool_bundle(app: App) -> ToolBundle | None:
@@ -87,22 +102,27 @@ def _save_images(record: ExecutionRecord, out: Path | None) -> list[str]:
 
 
 def _print_human(record: ExecutionRecord, paths: list[str]) -> None:
-    if record.stdout:
-        click.echo(record.stdout, nl=not record.stdout.endswith("\n"))
-    if record.stderr:
-        click.echo(record.stderr, nl=not record.stderr.endswith("\n"), err=True)
+    """The record for a person: control characters from the code are shown, not obeyed."""
+    stdout, stderr = printable(record.stdout), printable(record.stderr)
+    if stdout:
+        click.echo(stdout, nl=not stdout.endswith("\n"))
+    if stderr:
+        click.echo(stderr, nl=not stderr.endswith("\n"), err=True)
     if record.error is not None:
         click.echo(
-            record.error.traceback or f"{record.error.type}: {record.error.message}",
+            printable(record.error.traceback or f"{record.error.type}: {record.error.message}"),
             err=True,
             nl=False,
         )
         if not record.error.traceback:
             click.echo(err=True)
     for path in paths:
-        click.echo(f"image: {path}", err=True)
+        click.echo(f"image: {printable(path)}", err=True)
     status = "ok" if record.ok else ("timed out" if record.timed_out else "failed")
-    click.echo(f"[{status} in {record.duration_s:.3f} s; isolation: {record.isolation}]", err=True)
+    click.echo(
+        f"[{status} in {record.duration_s:.3f} s; isolation: {printable(record.isolation)}]",
+        err=True,
+    )
     sys.stderr.flush()
 
 

@@ -171,6 +171,7 @@ class E2BSandbox(SandboxBackend):
     """Sessions in E2B code-interpreter sandboxes, one sandbox per session."""
 
     name = "e2b"
+    runs_here = False  # code runs in E2B's cloud: admission "auto" queues nothing here
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         super().__init__(config)

@@ -1,27 +1,28 @@
 """The local sandbox backend: a warm zygote inside bubblewrap, one forked session each.
 
-The zygote imports numpy, PIL, cv2, matplotlib, sympy and shapely once; a session
-is a fork of it (milliseconds, not the ~600 ms of a fresh interpreter) that enters
-its own user, PID, network and IPC namespaces, sees a read-only system, a private
-/tmp and only its own working directory, and runs as its own uid when the host is
-root. Without bubblewrap the backend still works but says loudly, in every record
-and in ``codedance doctor``, that the host filesystem is visible.
+The zygote (local_zygote.py) imports numpy, PIL, cv2, matplotlib, sympy and
+shapely once; a session is a fork of it (milliseconds, not the ~600 ms of a fresh
+interpreter) that joins a cgroup of its own (local_limits.py), enters its own PID,
+network, IPC and mount namespaces, works in a sized tmpfs with no other session's
+folder in its mount tree, and runs model code as a uid no other live session has,
+without capabilities. A pool of pre-forked sessions (local_pool.py) takes the
+fork off the critical path. Without bubblewrap the backend still works but says
+loudly, in every record and in ``codedance doctor``, that the host filesystem is
+visible.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
-import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,55 +34,71 @@ from codedance.sandboxes.base import (
     SessionClosedError,
     SessionSpec,
 )
+from codedance.sandboxes.local_limits import (
+    CgroupTree,
+    Reaper,
+    SessionCgroup,
+    UidPool,
+    detect_cgroups,
+    kill_uid,
+    safe_rmtree,
+)
+from codedance.sandboxes.local_pool import SessionPool
+from codedance.sandboxes.local_zygote import (
+    INSIDE_SESSIONS,
+    NO_BWRAP,
+    WORKER_DIR,
+    UnisolatedWarning,
+    Zygote,
+)
 from codedance.sandboxes.records import died_record, request_restart, request_run
 from codedance.sandboxes.worker.protocol import ProtocolError, recv_message, send_message
-from codedance.sandboxes.worker.toolbox import BUNDLE_FILE
 
 if TYPE_CHECKING:
     from codedance.core.config import SandboxConfig
 
-__all__ = ["LocalSandbox", "LocalSession", "UnisolatedWarning"]
+__all__ = ["WORKER_DIR", "LocalSandbox", "LocalSession", "UnaccountedWarning", "UnisolatedWarning"]
 
-WORKER_DIR = Path(__file__).resolve().parent / "worker"
-INSIDE_WORKER = "/opt/codedance"
-INSIDE_SESSIONS = "/sessions"
+INSIDE_WORKDIR = "/workspace"
 BASE_UID = 200_000
-NO_BWRAP = (
-    "NO ISOLATION: bubblewrap missing, the host filesystem is visible (apt-get install bubblewrap)"
-)
-_HOST_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-#: The few files of /etc that the interpreter, the dynamic linker and fonts need.
-_ETC = (
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/fonts",
-    "/etc/alternatives",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/nsswitch.conf",
-)
 
 
-class UnisolatedWarning(UserWarning):
-    """The local sandbox runs without bubblewrap: model code can see the host's files."""
+class UnaccountedWarning(UserWarning):
+    """No per-session cgroup here: memory, processes and CPU are limited per process only."""
+
+
+@dataclass
+class Handle:
+    """One spawned session on the host side: its socket and what it holds on the machine."""
+
+    sock: socket.socket
+    uid: int | None
+    cgroup: SessionCgroup | None
+    workdir: Path | None  # a host folder only without bubblewrap
+    generation: int  # the zygote's tool generation when it forked
+    spawned: bool = False  # its init said "spawned" (waiting for its inputs)
 
 
 class LocalSandbox(SandboxBackend):
-    """Sessions forked from a warm zygote; isolated with bubblewrap and namespaces."""
+    """Sessions forked from a warm zygote; isolated with bubblewrap, namespaces, cgroups."""
 
     name = "local"
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         super().__init__(config)
-        self._zygote: _Zygote | None = None
+        self._zygote: Zygote | None = None
         self._lock = threading.Lock()
         self._counter = itertools.count()
         opts = self.config.options
         self.use_bwrap = bool(opts.get("bubblewrap", True)) and shutil.which("bwrap") is not None
         preload = opts.get("preload")
         self.preload = None if preload is None else [str(name) for name in preload]
+        self.settings = self.config.local
+        self._uids = UidPool(BASE_UID) if os.geteuid() == 0 else None
+        self._cgroups: CgroupTree | None = None
+        self.accounting = ""  # what the records say about per-session accounting
+        self.pool = SessionPool(self, self.settings.pool_size if self.use_bwrap else 0)
+        self._reaper = Reaper()
 
     @classmethod
     def doctor(cls) -> str | None:
@@ -94,300 +111,205 @@ class LocalSandbox(SandboxBackend):
         """The isolation a session gets here, for ``codedance doctor``."""
         if shutil.which("bwrap") is None:
             return NO_BWRAP
-        uid = "its own uid" if os.geteuid() == 0 else "your uid"
+        uid = "its own uid (unique among live sessions)" if os.geteuid() == 0 else "your uid"
+        tree, why = detect_cgroups(f"codedance-doctor-{os.getpid()}")
+        if tree is not None:
+            tree.close()
+        accounting = tree.label if tree is not None else f"NO CGROUP ({why}): per-process limits"
         return (
-            "bubblewrap (read-only system, no home) + per-session user/pid/net/ipc "
-            f"namespaces (no network), {uid}, rlimits, soft and hard timeouts"
+            "bubblewrap (read-only system, no home) + per-session pid/net/ipc/mount "
+            f"namespaces (no network), {uid} without capabilities, {accounting}, "
+            "a sized tmpfs workdir, hard CPU limit, soft and hard timeouts"
         )
 
     def open_session(self, spec: SessionSpec | None = None) -> LocalSession:
-        spec = spec or SessionSpec()
-        zygote = self._ensure_zygote()
-        index = next(self._counter)
-        workdir = zygote.sessions_root / f"s{index}"
-        workdir.mkdir(mode=0o700)
-        uid = BASE_UID + index % 100_000 if os.geteuid() == 0 else None
-        worker_spec = self._worker_spec(zygote, spec, workdir, uid)
-        _write_inputs(workdir, spec, uid)
-        return LocalSession(self, zygote, workdir, worker_spec, spec)
+        return LocalSession(self, spec or SessionSpec())
 
-    def _ensure_zygote(self) -> _Zygote:
+    # -- sessions' machinery (used by LocalSession and the pool) -----------------------
+
+    def ensure_zygote(self) -> Zygote:
         with self._lock:
             if self._zygote is None or not self._zygote.alive():
                 if self._zygote is not None:
                     self._zygote.close()
-                self._zygote = _Zygote(self.use_bwrap, self.preload)
+                self._setup_accounting()  # first: "required" must fail before any fork
+                self._zygote = Zygote(self.use_bwrap, self.preload)
             return self._zygote
 
+    def _setup_accounting(self) -> None:
+        if self._cgroups is not None or self.accounting:
+            return
+        mode = self.settings.cgroups
+        if mode == "off":
+            self.accounting = ", no cgroup (sandbox.local.cgroups: off): per-process limits"
+            return
+        tree, why = detect_cgroups(f"codedance-{os.getpid()}-{id(self):x}")
+        if tree is None:
+            message = (
+                f"NO CGROUP ({why}): memory, processes and CPU are limited per process, "
+                "not per session (run as root, or delegate a cgroup v2 subtree)"
+            )
+            if mode == "required":
+                raise SandboxError(f"sandbox.local.cgroups is 'required' but {message}")
+            warnings.warn(message, UnaccountedWarning, stacklevel=4)
+            self.accounting = f", {message}"
+            return
+        self._cgroups = tree
+        self.accounting = f", {tree.label}"
+
+    def spawn(self) -> Handle:
+        """Fork a session that waits for its inputs (pool or cold path)."""
+        zygote = self.ensure_zygote()
+        index = next(self._counter)
+        uid = self._uids.acquire() if self._uids is not None else None
+        cgroup = workdir = None
+        try:
+            if self._cgroups is not None:
+                cfg = self.config
+                cgroup = self._cgroups.create(
+                    f"s{index}", cfg.memory_mb << 20, cfg.max_processes, self.settings.cpus
+                )
+            if not zygote.bwrap:
+                workdir = zygote.sessions_root / f"s{index}"
+                workdir.mkdir(mode=0o700)
+                if uid is not None:
+                    os.chown(workdir, uid, uid)
+            spec = self._worker_spec(zygote, workdir, uid, cgroup is not None)
+            fds = cgroup.open_join_fds() if cgroup is not None else []
+            sock = zygote.spawn(spec, fds)
+        except BaseException:
+            self._free(uid, cgroup, workdir)
+            raise
+        return Handle(sock, uid, cgroup, workdir, zygote.generation)
+
     def _worker_spec(
-        self, zygote: _Zygote, spec: SessionSpec, workdir: Path, uid: int | None
+        self, zygote: Zygote, workdir: Path | None, uid: int | None, accounted: bool
     ) -> dict[str, Any]:
-        cfg = self.config
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
-        env.update({name: os.environ[name] for name in cfg.env if name in os.environ})
-        env.update(spec.env)
-        inside = zygote.inside_path(workdir)
-        env.setdefault("HOME", "/workspace" if zygote.bwrap else str(workdir))
-        if not zygote.private_tmp:  # /tmp is shared (or the host's): use the workdir
-            env.setdefault("TMPDIR", f"{env['HOME']}/.tmp")
-            (workdir / ".tmp").mkdir()
+        cfg, local = self.config, self.settings
         mb = 1024 * 1024
+        owner = f",uid={uid},gid={uid}" if uid is not None else ""
+        size = f"size={local.workdir_mb}m,nr_inodes={local.max_files}"
+        label = (
+            f"workdir {local.workdir_mb} MB tmpfs (max {local.max_files} files), "
+            "other sessions not mounted"
+        )
         return {
-            "workdir": inside,
-            "mount_workdir_at": "/workspace" if zygote.bwrap else None,
+            "await_configure": True,
+            "workdir": INSIDE_WORKDIR if workdir is None else str(workdir),
+            "mount_workdir_at": INSIDE_WORKDIR if zygote.bwrap else None,
+            "workdir_tmpfs": f"{size},mode=0711{owner}",  # init (root, no DAC caps) enters it
+            "workdir_label": label.split(",")[0],
             "sessions_root": INSIDE_SESSIONS if zygote.bwrap else None,
-            "tmpfs": {"/tmp": "512m"} if zygote.private_tmp else {},
+            "tmpfs": {"/tmp": f"{size},mode=1777"} if zygote.private_tmp else {},
             "base_isolation": [zygote.label],
             "uid": uid,
-            "env": env,
-            "images": [image.name for image in spec.images],
-            "tools": _tools_file(workdir, spec) if spec.tools else None,
-            "on_error": spec.on_error,
-            "max_output_chars": cfg.max_output_chars,
             "session_limits": {"nproc": cfg.max_processes, "nofile": 1024, "core": 0},
             "holder_limits": {"as": cfg.memory_mb * mb, "fsize": cfg.max_file_mb * mb},
             "cpu_time_s": cfg.cpu_time_s,
+            "max_output_chars": cfg.max_output_chars,
         }
 
+    def configure(self, handle: Handle, spec: SessionSpec, zygote: Zygote) -> str:
+        """Send a spawned session its inputs; return its isolation line once ready."""
+        files = [*spec.images, *spec.files]
+        message = {
+            "op": "configure",
+            "env": self._env(zygote, handle),
+            "images": [image.name for image in spec.images],
+            "files": [item.name for item in files],
+            "tools": spec.tools.wire_json if spec.tools else None,
+            "on_error": spec.on_error,
+            "max_output_chars": self.config.max_output_chars,
+            "label": self.accounting,
+        }
+        handle.sock.settimeout(60)
+        try:
+            send_message(handle.sock, message, [item.data for item in files])
+            header, _ = recv_message(handle.sock)
+            if header.get("op") == "spawned":
+                header, _ = recv_message(handle.sock)
+        except (ProtocolError, OSError) as exc:
+            raise SandboxError(f"the sandbox session did not start: {exc}") from None
+        if header.get("op") != "ready":
+            raise SandboxError(f"the sandbox session failed to start: {header.get('message')}")
+        return str(header.get("isolation", "unknown"))
+
+    def _env(self, zygote: Zygote, handle: Handle) -> dict[str, str]:
+        cfg = self.config
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
+        env.update({name: os.environ[name] for name in cfg.env if name in os.environ})
+        home = INSIDE_WORKDIR if handle.workdir is None else str(handle.workdir)
+        env.setdefault("HOME", home)
+        if not zygote.private_tmp:  # /tmp is shared (or the host's): use the workdir
+            env.setdefault("TMPDIR", home)
+        return env
+
+    def release(self, handle: Handle) -> None:
+        """Kill whatever is left of a session and free its uid, cgroup and folder."""
+        with contextlib.suppress(OSError):
+            handle.sock.close()
+        self._free(handle.uid, handle.cgroup, handle.workdir)
+
+    def _free(self, uid: int | None, cgroup: SessionCgroup | None, workdir: Path | None) -> None:
+        """SIGKILL the session's processes now; wait for them (and free the rest) behind us.
+
+        A killed process takes tens of milliseconds to tear down its memory; close()
+        does not wait for that. The uid is reused only once nothing runs as it.
+        """
+        if cgroup is not None:
+            cgroup.kill()
+        self._reaper.submit(functools.partial(self._finish_free, uid, cgroup, workdir))
+
+    def _finish_free(
+        self, uid: int | None, cgroup: SessionCgroup | None, workdir: Path | None
+    ) -> None:
+        gone = cgroup.kill_and_remove(timeout=10) if cgroup is not None else False
+        if uid is not None and not gone:
+            gone = kill_uid(uid)  # no cgroup: the uid is the session's, so are its processes
+        if uid is not None and self._uids is not None and gone:
+            self._uids.release(uid)  # never reuse a uid something still runs as
+        if workdir is not None:
+            safe_rmtree(workdir)
+
     def close(self) -> None:
+        self.pool.close()
+        self._reaper.drain()
         with self._lock:
             if self._zygote is not None:
                 self._zygote.close()
                 self._zygote = None
-
-
-def _tools_file(workdir: Path, spec: SessionSpec) -> dict[str, str]:
-    """Leave the bundle in the workdir (the worker reads and deletes it); name it by digest."""
-    assert spec.tools is not None
-    (workdir / BUNDLE_FILE).write_text(spec.tools.wire_json, encoding="utf-8")
-    return {"path": BUNDLE_FILE, "digest": spec.tools.digest}
-
-
-def _write_inputs(workdir: Path, spec: SessionSpec, uid: int | None) -> None:
-    for item in (*spec.images, *spec.files):
-        (workdir / item.name).write_bytes(item.data)
-    if uid is not None:
-        for path in (workdir, *workdir.iterdir()):
-            os.chown(path, uid, uid)
-
-
-# -- the zygote ---------------------------------------------------------------------
-
-
-class _Zygote:
-    """The warm parent process and the control socket used to ask it for sessions."""
-
-    def __init__(self, bwrap: bool, preload: list[str] | None) -> None:
-        self.bwrap = bwrap
-        self.sessions_root = Path(tempfile.mkdtemp(prefix="codedance-sessions-"))
-        os.chmod(self.sessions_root, 0o711)
-        self.label = "bubblewrap (read-only system, no home)" if bwrap else NO_BWRAP
-        # A private /tmp per session would hide an interpreter that lives under /tmp.
-        self.python_paths = _python_paths()
-        self.private_tmp = bwrap and not any(p.startswith("/tmp/") for p in self.python_paths)
-        if not bwrap:
-            warnings.warn(NO_BWRAP, UnisolatedWarning, stacklevel=4)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.control = ours
-        env = self._env(theirs.fileno(), preload)
-        argv = self._bwrap_argv() if bwrap else []
-        argv += [sys.executable, "-I", "-c", _BOOT.format(path=self._worker_parent())]
-        self.log_path = self.sessions_root / "zygote.log"  # not visible to sessions
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                argv,
-                pass_fds=(theirs.fileno(),),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        theirs.close()
-        self._await_ready()
-
-    def _worker_parent(self) -> str:
-        return INSIDE_WORKER if self.bwrap else str(WORKER_DIR.parent)
-
-    def _env(self, fd: int, preload: list[str] | None) -> dict[str, str]:
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp",
-            "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": "/tmp/matplotlib",
-            "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-            "LANG": "C.UTF-8",
-            "CODEDANCE_CONTROL_FD": str(fd),
-        }
-        if not self.bwrap:
-            env["MPLCONFIGDIR"] = str(self.sessions_root / ".matplotlib")
-        env.update({k: os.environ[k] for k in _HOST_ENV if k in os.environ})
-        if preload is not None:  # None: the worker's default list
-            env["CODEDANCE_ZYGOTE"] = json.dumps({"preload": preload})
-        return env
-
-    def _bwrap_argv(self) -> list[str]:
-        argv = [
-            "bwrap",
-            "--die-with-parent",
-            "--unshare-pid",
-            "--unshare-net",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--hostname",
-            "sandbox",
-        ]
-        if os.geteuid() == 0:
-            argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        else:
-            argv += ["--unshare-user"]
-        for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
-            argv += _bind_or_link(path)
-        argv += ["--tmpfs", "/tmp"]  # first: a venv may live under the host's /tmp
-        python = self.python_paths
-        etc = [path for path in _ETC if os.path.exists(path)]
-        worker = f"{INSIDE_WORKER}/worker"
-        for parent in _parents([*python, *etc, worker]):  # bwrap would make them 0700
-            argv += ["--perms", "0755", "--dir", parent]
-        for path in etc:
-            argv += ["--ro-bind", path, path]
-        for path in python:
-            argv += ["--ro-bind", path, path]
-        argv += [
-            "--ro-bind",
-            str(WORKER_DIR),
-            worker,
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--dir",
-            "/workspace",
-            "--bind",
-            str(self.sessions_root),
-            INSIDE_SESSIONS,
-            "--chdir",
-            "/tmp",
-        ]
-        return argv
-
-    def _await_ready(self) -> None:
-        self.control.settimeout(120)
-        try:
-            data = self.control.recv(1 << 16)
-        except OSError:
-            data = b""
-        if not data:
-            self.process.kill()
-            err = self.log_path.read_text(errors="replace").strip()[-2000:]
-            raise SandboxError(f"the local sandbox's zygote failed to start: {err}")
-        self.preloaded = json.loads(data).get("preloaded", [])
-        self.control.settimeout(None)
-
-    def inside_path(self, workdir: Path) -> str:
-        return f"{INSIDE_SESSIONS}/{workdir.name}" if self.bwrap else str(workdir)
-
-    def spawn(self, spec: dict[str, Any]) -> socket.socket:
-        ours, theirs = socket.socketpair()
-        try:
-            payload = json.dumps({"op": "spawn", "spec": spec}).encode()
-            socket.send_fds(self.control, [payload], [theirs.fileno()])
-        except OSError as exc:
-            ours.close()
-            raise SandboxError(f"the local sandbox's zygote is gone: {exc}") from None
-        finally:
-            theirs.close()
-        return ours
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def close(self) -> None:
-        self.control.close()
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        shutil.rmtree(self.sessions_root, ignore_errors=True)
-
-
-_BOOT = "import sys; sys.path.insert(0, {path!r}); from worker.zygote import main; main()"
-
-
-def _bind_or_link(path: str) -> list[str]:
-    if os.path.islink(path):
-        return ["--symlink", os.readlink(path), path]
-    return ["--ro-bind-try", path, path]
-
-
-def _parents(paths: list[str]) -> list[str]:
-    """Every ancestor directory of ``paths`` (outermost first), without "/"."""
-    found: set[str] = set()
-    for path in paths:
-        parent = os.path.dirname(path)
-        while parent not in ("/", ""):
-            found.add(parent)
-            parent = os.path.dirname(parent)
-    return sorted(found, key=lambda p: (p.count("/"), p))
-
-
-def _python_paths() -> list[str]:
-    """The interpreter, its standard library and site-packages: nothing else of the host."""
-    candidates = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-    }
-    # Only the site directories of sys.path: never the running script's folder or the
-    # working directory, which may hold a project's secrets (.env, keys, data).
-    candidates |= {p for p in sys.path if p and os.path.isdir(p) and _is_site_dir(p)}
-    real = sorted({os.path.realpath(p) for p in candidates} | candidates)
-    keep: list[str] = []
-    for path in real:
-        if os.path.isdir(path) and not any(path.startswith(k + os.sep) for k in keep):
-            keep.append(path)
-    return [p for p in keep if not p.startswith(("/usr/", "/bin", "/lib"))]
-
-
-def _is_site_dir(path: str) -> bool:
-    """site-packages / dist-packages folders (and their .pth-added subfolders)."""
-    parts = os.path.normpath(path).split(os.sep)
-    return any(part in ("site-packages", "dist-packages") for part in parts)
-
-
-# -- sessions -------------------------------------------------------------------------
+            if self._cgroups is not None:
+                self._cgroups.close()
+                self._cgroups = None
+                self.accounting = ""
 
 
 class LocalSession(SandboxSession):
-    """One trajectory's session: a process tree under the zygote, one socket to it."""
+    """One trajectory's session: a process tree under the zygote, one socket to its init."""
 
-    def __init__(
-        self,
-        backend: LocalSandbox,
-        zygote: _Zygote,
-        workdir: Path,
-        worker_spec: dict[str, Any],
-        spec: SessionSpec,
-    ) -> None:
-        self.backend, self.zygote, self.workdir = backend, zygote, workdir
-        self.worker_spec, self.spec = worker_spec, spec
+    def __init__(self, backend: LocalSandbox, spec: SessionSpec) -> None:
+        self.backend, self.spec = backend, spec
         self.closed = False
+        self.handle: Handle | None = None
         self._start()
 
+    @property
+    def sock(self) -> socket.socket:
+        assert self.handle is not None
+        return self.handle.sock
+
     def _start(self) -> None:
-        self.sock = self.zygote.spawn(self.worker_spec)
-        self.sock.settimeout(60)
+        backend = self.backend
+        zygote = backend.ensure_zygote()
+        if self.spec.tools:
+            zygote.warm(self.spec.tools.digest, self.spec.tools.wire_json)
+        handle = backend.pool.take(zygote) or backend.spawn()
         try:
-            header, _ = recv_message(self.sock)
-        except (ProtocolError, TimeoutError) as exc:
-            self.sock.close()
-            raise SandboxError(f"the sandbox session did not start: {exc}") from None
-        if header.get("op") != "ready":
-            self.sock.close()
-            raise SandboxError(f"the sandbox session failed to start: {header.get('message')}")
-        self.isolation = str(header.get("isolation", "unknown"))
-        self.alive = True
+            self.isolation = backend.configure(handle, self.spec, zygote)
+        except BaseException:
+            backend.release(handle)
+            raise
+        self.handle, self.alive = handle, True
 
     def run(self, code: str, timeout: float | None = None) -> ExecutionRecord:
         if self.closed:
@@ -396,17 +318,18 @@ class LocalSession(SandboxSession):
             self.restart()
         limit = float(timeout if timeout is not None else self.backend.config.timeout_s)
         start = time.perf_counter()
+        cap = self.backend.config.max_output_chars
         outcome = request_run(
             lambda message: send_message(self.sock, message),
             self.sock,
             code,
             limit,
             self.isolation,
+            max_chars=cap,
         )
         if isinstance(outcome, ExecutionRecord):
             return outcome
-        self.alive = False
-        self.sock.close()
+        self._drop()
         why = f"the sandbox session stopped answering ({outcome}); it restarts on the next run"
         return died_record(why, time.perf_counter() - start, self.isolation)
 
@@ -416,15 +339,20 @@ class LocalSession(SandboxSession):
         if self.alive:
             if request_restart(lambda message: send_message(self.sock, message), self.sock):
                 return
-            self.sock.close()
+            self._drop()
         self._start()
+
+    def _drop(self) -> None:
+        self.alive = False
+        if self.handle is not None:
+            self.backend.release(self.handle)
+            self.handle = None
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self.alive:
+        if self.alive and self.handle is not None:
             with contextlib.suppress(OSError):
                 send_message(self.sock, {"op": "close"})
-        self.sock.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._drop()

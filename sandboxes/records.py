@@ -16,32 +16,71 @@ from codedance.sandboxes.worker.protocol import ProtocolError, recv_message
 __all__ = ["died_record", "record_from_message", "request_restart", "request_run"]
 
 _CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
+#: Default for ``max_chars``: ``sandbox.max_output_chars``'s default.
+DEFAULT_MAX_CHARS = 8000
+MAX_FILES = 2000
+_RESTORED = (None, "rollback", "reset")
+
+
+class _Capper:
+    """Cut every text field at its limit, with a closing note, and remember which."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max(1, max_chars)
+        self.cut: list[str] = []
+
+    def __call__(self, value: Any, name: str, limit: int | None = None) -> str:
+        text = value if isinstance(value, str) else str(value)
+        limit = self.max_chars if limit is None else limit
+        if len(text) <= limit:
+            return text
+        self.cut.append(name)
+        return text[:limit] + f"\n[{name} truncated: {len(text) - limit} more characters were cut]"
 
 
 def record_from_message(
-    header: dict[str, Any], blobs: list[bytes], isolation: str
+    header: dict[str, Any],
+    blobs: list[bytes],
+    isolation: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> ExecutionRecord:
-    """The record in ``header`` and ``blobs``; ValueError, KeyError or TypeError if malformed."""
+    """The record in ``header`` and ``blobs``; ValueError, KeyError or TypeError if malformed.
+
+    Every text field is capped here, whatever the sandbox sent: stdout and stderr at
+    the worker's own byte cap (4 x ``max_chars``, plus its note), the error's message
+    and traceback at ``max_chars``, its type at 200; at most 2,000 listed files. A
+    cut field is named in ``truncated`` and ends with a note.
+    """
     if header.get("op") != "result":
         raise ValueError(f"expected a result, got {header.get('op')!r}")
     specs = header["images"]
     if len(specs) != len(blobs):
         raise ValueError("image count does not match the attached data")
     images = tuple(_image(spec, blob) for spec, blob in zip(specs, blobs, strict=False))
+    cap = _Capper(max_chars)
+    stream_limit = 4 * cap.max_chars + 200
     error = header.get("error")
+    error_info = None
+    if error is not None:
+        error_info = ErrorInfo(
+            cap(error["type"], "error.type", 200),
+            cap(error["message"], "error.message"),
+            cap(error["traceback"], "error.traceback"),
+        )
+    files = [cap(f, "files", 4096) for f in list(header.get("files", []))[:MAX_FILES]]
+    truncated = [str(s)[:50] for s in list(header.get("truncated", []))[:8]]
+    restored = header.get("restored")
     return ExecutionRecord(
-        stdout=str(header["stdout"]),
-        stderr=str(header["stderr"]),
-        truncated=tuple(str(s) for s in header.get("truncated", [])),
-        error=None
-        if error is None
-        else ErrorInfo(str(error["type"]), str(error["message"]), str(error["traceback"])),
+        stdout=cap(header["stdout"], "stdout", stream_limit),
+        stderr=cap(header["stderr"], "stderr", stream_limit),
+        truncated=tuple(dict.fromkeys([*truncated, *cap.cut])),
+        error=error_info,
         images=images,
-        files=tuple(str(f) for f in header.get("files", [])),
+        files=tuple(files),
         duration_s=float(header.get("duration_s", 0.0)),
         timed_out=bool(header.get("timed_out", False)),
         session_died=bool(header.get("session_died", False)),
-        restored=None if header.get("restored") is None else str(header["restored"]),
+        restored=restored if restored in _RESTORED else "reset",
         isolation=isolation,
     )
 
@@ -64,6 +103,7 @@ def request_run(
     code: str,
     limit: float,
     isolation: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> ExecutionRecord | str:
     """Send one ``run`` request and read its record; a string says why the channel failed.
 
@@ -77,7 +117,7 @@ def request_run(
     except (ProtocolError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
     try:
-        return record_from_message(header, blobs, isolation)
+        return record_from_message(header, blobs, isolation, max_chars)
     except (KeyError, TypeError, ValueError) as exc:
         return f"malformed result ({exc})"
 
@@ -95,11 +135,23 @@ def request_restart(
     return header.get("op") == "ready"
 
 
-def died_record(message: str, duration: float, isolation: str) -> ExecutionRecord:
-    """The record of a run whose session stopped answering."""
+def died_record(
+    message: str, duration: float, isolation: str, *, infrastructure: bool | None = None
+) -> ExecutionRecord:
+    """The record of a run whose session stopped answering.
+
+    ``infrastructure`` says the framework lost the session, not the code: by default,
+    when its channel closed (the worker was killed from outside; a crash of the code
+    itself is reported by the session's init as ``ProcessDied``). A channel that only
+    went silent past the backstop may be code that defeated its own time limit, so it
+    stays the code's failure: excusing it would reward the model for hanging.
+    """
+    if infrastructure is None:
+        infrastructure = "TimeoutError" not in message and "timed out" not in message
     return ExecutionRecord(
         error=ErrorInfo("SessionDied", message, ""),
         duration_s=duration,
         session_died=True,
         isolation=isolation,
+        infrastructure=infrastructure,
     )

@@ -64,9 +64,9 @@ def _load(data: Path, image_dir: Path) -> list[Task]:
     return list(VStarBench(data).tasks(image_dir))
 
 
-def _score(task: Task, answer: str) -> float:
+def _score(task: Task, answer: str, scorer: str = "lenient") -> float:
     trajectory = Trajectory(task=task, system="", prompt=Message.text("user", "q"), answer=answer)
-    return VStarBench(Path(".")).score(trajectory)
+    return VStarBench(Path("."), {"scorer": scorer}).score(trajectory)
 
 
 def test_jsonl_rows_become_multiple_choice_tasks(tmp_path):
@@ -132,9 +132,30 @@ def test_lmms_lab_parquet_with_embedded_images(tmp_path):
         ("", 0.0),
     ],
 )
-def test_score_reads_the_option_letter(tmp_path, prediction, expected):
+def test_lenient_score_reads_the_option_letter_or_text(tmp_path, prediction, expected):
     task = _load(_release(tmp_path / "vstar"), tmp_path / "images")[0]
     assert _score(task, prediction) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        ("<answer>C</answer>", 1.0),
+        ("(C) red", 1.0),
+        ("The answer is option C.", 1.0),
+        ("<answer>c</answer>", 1.0),  # uppercased first
+        ("Answer: C", 0.0),  # lmms-eval's first rule reads the A of "ANSWER"
+        ("red", 0.0),  # lmms-eval wants the letter, never the option's text
+        ("Clearly red", 1.0),  # its quirk: a response starting with a letter A-D
+        ("B", 0.0),
+        ("(A) or (C)", 0.0),  # the first rule that matches: starts with "(": (A)
+        ("E", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_official_score_is_lmms_evals_letter_extraction(tmp_path, prediction, expected):
+    task = _load(_release(tmp_path / "vstar"), tmp_path / "images")[0]
+    assert _score(task, prediction, "official") == expected
 
 
 def test_two_option_question_rejects_a_third_letter(tmp_path):
@@ -165,17 +186,17 @@ def test_malformed_line_names_file_and_line(tmp_path):
         _load(root, tmp_path / "images")
 
 
-def test_label_outside_the_options_is_an_error(tmp_path):
+def test_label_outside_the_options_is_an_error(tmp_path, data_problems):
     rows = [dict(ROWS[2], label="D")]
-    with pytest.raises(BenchmarkDataError, match="line 1: 'label' 'D' is not one of"):
-        _load(_release(tmp_path / "vstar", rows), tmp_path / "images")
+    _load(_release(tmp_path / "vstar", rows), tmp_path / "images")
+    assert data_problems.has("line 1: 'label' 'D' is not one of"), data_problems
 
 
-def test_missing_image_file_is_an_error(tmp_path):
+def test_missing_image_file_is_an_error(tmp_path, data_problems):
     root = _release(tmp_path / "vstar")
     (root / ROWS[1]["image"]).unlink()
-    with pytest.raises(BenchmarkDataError, match=r"line 2: image .*sa_5012\.jpg' does not exist"):
-        _load(root, tmp_path / "images")
+    _load(root, tmp_path / "images")
+    assert data_problems.has(r"line 2: image .*sa_5012\.jpg' does not exist"), data_problems
 
 
 def test_registered_under_its_name(codedance_registry):

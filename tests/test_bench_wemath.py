@@ -95,9 +95,9 @@ def load(data: Path, tmp_path: Path) -> dict[str, Task]:
     return {t.id: t for t in WeMath(data).tasks(tmp_path / "out")}
 
 
-def score(task: Task, prediction: str) -> float:
+def score(task: Task, prediction: str, scorer: str = "official") -> float:
     trajectory = Trajectory(task, "", Message.text("user", task.question), answer=prediction)
-    return WeMath(Path(".")).score(trajectory)
+    return WeMath(Path("."), {"scorer": scorer}).score(trajectory)
 
 
 def test_rows_become_tasks_keyed_by_id_and_key(json_dir: Path, tmp_path: Path) -> None:
@@ -159,8 +159,9 @@ def test_parquet_form_embeds_the_image_in_image_path(tmp_path: Path) -> None:
         ("C. 3000, 4000", 1.0),
         ("Answer: C", 1.0),
         ("<Thought process>: 3 km is 3000 m <Answer>: C", 1.0),
-        ("\\boxed{C}", 1.0),
-        ("The answer is C.", 1.0),
+        ("<answer>C</answer>", 1.0),  # the protocol's answer field holds the answer
+        ("\\boxed{C}", 0.0),  # officially: "\\" is no letter
+        ("The answer is C.", 0.0),  # officially: "T" is no letter
         ("(C)", 0.0),  # the official rule reads only a leading letter
         ("c", 0.0),
         ("B", 0.0),
@@ -171,6 +172,13 @@ def test_official_letter_match(
     json_dir: Path, tmp_path: Path, prediction: str, expected: float
 ) -> None:
     assert score(load(json_dir, tmp_path)["2steps_1-2steps_1"], prediction) == expected
+
+
+def test_lenient_letter_match_reads_the_extracted_answer(json_dir: Path, tmp_path: Path) -> None:
+    task = load(json_dir, tmp_path)["2steps_1-2steps_1"]
+    assert score(task, "\\boxed{C}", "lenient") == 1.0
+    assert score(task, "The answer is C.", "lenient") == 1.0
+    assert score(task, "(C)", "lenient") == 0.0
 
 
 def test_official_letter_strips_only_angle_brackets_colons_and_dots() -> None:
@@ -273,12 +281,14 @@ def test_missing_data_names_the_expected_files(tmp_path: Path) -> None:
     assert "huggingface.co/datasets/We-Math/We-Math" in str(error.value)
 
 
-def test_a_malformed_row_names_the_file_and_item(json_dir: Path, tmp_path: Path) -> None:
+def test_a_malformed_row_names_the_file_and_item(
+    json_dir: Path, tmp_path: Path, data_problems
+) -> None:
     broken = rows()
     broken[2]["answer"] = "G"
     (json_dir / "testmini.json").write_text(json.dumps(broken), encoding="utf-8")
-    with pytest.raises(BenchmarkDataError, match=r"testmini\.json item 2: answer 'G' is not"):
-        load(json_dir, tmp_path)
+    load(json_dir, tmp_path)
+    assert data_problems.has(r"testmini\.json item 2: answer 'G' is not"), data_problems
 
 
 def test_registered_as_wemath(codedance_registry: Any) -> None:

@@ -153,6 +153,10 @@ def test_compare_puts_two_runs_side_by_side(codedance_cli, doubling, tmp_path):
     result = codedance_cli("eval", "--compare", str(runs[0]), str(runs[1]))
     assert result.exit_code == 0, result.output
     assert "| all | 5 | 80.0 | 75.0 | -5.0 |" in result.output
+    assert "Tasks: replay:" in result.output
+    assert "in both 4." in result.output
+    assert "On the 4 tasks in both:" in result.output  # like for like: 75.0 vs 75.0
+    assert "75.0%, replay:" in result.output
 
 
 def test_wrong_data_path_names_the_expected_files(codedance_cli, doubling, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from codedance import hookimpl
 from codedance.core import hookspecs
 from codedance.core.registry import KINDS
+from tests.sample_tools import sample_tool
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 HOOKS = sorted(
@@ -26,14 +27,9 @@ def _sample_command() -> None:
     """A sample command."""
 
 
-def _sample_tool(x: int) -> int:
-    """Double x."""
-    return 2 * x
-
-
 #: one sample registration per hook, used to prove each hook really registers.
 SAMPLES = {
-    "register_tools": ("tool", _sample_tool),
+    "register_tools": ("tool", sample_tool),
     "register_sandboxes": ("sandbox", type("SampleSandbox", (), {"name": "sample"})),
     "register_rewards": ("reward", lambda group: [0.0 for _ in group]),
     "register_models": ("model", type("SampleModel", (), {"name": "sample"})),
@@ -87,12 +83,20 @@ def test_every_hook_has_a_docs_section_headed_by_its_signature(hook):
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-def test_every_docs_example_runs_and_registers_its_kind(hook, register_plugin):
+def test_every_docs_example_runs_and_registers_its_kind(
+    hook, register_plugin, tmp_path, monkeypatch
+):
+    """The section's last ```python block is the plugin; blocks headed ``# name.py: ...``
+    before it are modules it imports (tools live apart from the plugin module)."""
     (section,) = [body for title, body in _doc_sections().items() if title.startswith(hook)]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    assert len(blocks) == 1, f"the {hook} section needs exactly one ```python example"
+    *helpers, plugin = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    for helper in helpers:
+        name = re.match(r"# (\w+)\.py", helper)
+        assert name, f"a helper block of {hook} starts with '# <module>.py: ...'"
+        (tmp_path / f"{name[1]}.py").write_text(helper)
+    monkeypatch.syspath_prepend(str(tmp_path))
     module = types.ModuleType(f"docs_example_{hook}")
-    exec(compile(blocks[0], f"docs/plugins.md:{hook}", "exec"), module.__dict__)
+    exec(compile(plugin, f"docs/plugins.md:{hook}", "exec"), module.__dict__)
     registry = register_plugin(module, name=f"docs-{hook}")
     kind = SAMPLES[hook][0]
     assert [e for e in registry.entries(kind) if e.plugin.name == f"docs-{hook}"]

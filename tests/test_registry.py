@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
 import click
 import pytest
@@ -18,11 +19,7 @@ from codedance.core.errors import (
     UnknownNameError,
 )
 from codedance.core.registry import KINDS, PluginInfo, Registry
-
-
-def magnify(box: tuple[int, int, int, int]) -> str:
-    """Magnify a box (a name no built-in tool uses)."""
-    return f"magnify {box}"
+from tests.sample_tools import magnify
 
 
 def _names_not_builtin(registry: Registry, kind: str) -> list[str]:
@@ -42,7 +39,7 @@ def test_registered_tool_is_found_with_its_plugin(register_plugin):
     assert entry.obj is magnify
     assert entry.plugin.name == "vision"
     assert entry.plugin.origin == "test"
-    assert entry.source == __file__
+    assert entry.source == sys.modules[magnify.__module__].__file__
 
 
 def test_explicit_name_overrides_function_name(register_plugin):
@@ -103,7 +100,7 @@ def test_hook_that_raises_is_reported_and_others_keep_working(register_plugin):
     class Broken:
         @hookimpl
         def register_tools(self, register):
-            register(len, name="half_registered")
+            register(magnify, name="half_registered")
             raise RuntimeError("no GPU here")
 
     register_plugin(Broken(), name="broken")

@@ -170,6 +170,14 @@ def test_accuracy_scores_by_answer_type_and_marks_unknown_answers():
     assert AccuracyReward().score(trajectory("4" * 1000, "4")).value == 0.0
 
 
+def test_accuracy_compares_an_unreadable_reference_as_text_instead_of_raising():
+    """A 'number' reference that is no number (a dataset bug) must not end a run."""
+    same = AccuracyReward().score(trajectory("Not Applicable", "Not Applicable"))
+    assert same.value == 1.0
+    assert same.parts == {"correct": 1.0, "reference_as_text": 1.0}
+    assert AccuracyReward().score(trajectory("4", "Not Applicable")).value == 0.0
+
+
 def test_format_checks_each_rule():
     assert FormatReward().score(trajectory()).value == 0.0
     trailing = trajectory()
@@ -255,7 +263,9 @@ def test_third_party_rewards_compose_with_the_built_ins(register_plugin):
     assert card.components == {"brevity": 0.0, "tools_used": 1.0, "accuracy": 1.0}
     assert card.total == 0.5 + 1.0
     assert card.parts["tools_used.n"] == 1.0
-    with pytest.raises(ConfigError, match=r"rewards\.0 \(brevity\).*no parameter.*'limt'"):
+    with pytest.raises(
+        ConfigError, match=r"rewards\.0\.params\.limt: reward 'brevity' has no parameter 'limt'"
+    ):
         RewardComposition.from_config([RewardConfig(name="brevity", params={"limt": 1})], registry)
 
 

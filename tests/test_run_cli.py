@@ -134,3 +134,44 @@ def test_a_missing_image_names_the_line(codedance_cli, tmp_path):
     result = codedance_cli("run", str(tmp_path / "tasks.jsonl"), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "tasks.jsonl:1: image 'gone.png' not found" in result.output
+
+
+def test_a_missing_model_server_fails_the_run_with_the_reason_and_fix(
+    codedance_cli, tasks, tmp_path
+):
+    """Nothing listens on port 9: every task fails alike, so the run exits 1 and says why."""
+    tasks_file, _ = tasks
+    out = tmp_path / "run"
+    result = codedance_cli(
+        "-o",
+        "model.max_retries=0",
+        "-o",
+        "model.name=m",
+        "run",
+        str(tasks_file),
+        "--model",
+        "openai:http://127.0.0.1:9/v1",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 1, result.output
+    assert "Errors by kind:" in result.output
+    assert "model: 3 (the run failed); first, in task t" in result.output
+    assert "every task failed: the model backend failed:" in result.output
+    assert "Fix:" in result.output.split("every task failed", 1)[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == {"model": 3}
+    assert len(lines(out / "trajectories.jsonl")) == 3
+
+
+def test_failed_code_is_counted_by_error_type_without_failing_the_run(codedance_cli, tmp_path):
+    broken = "<code>\n```python\n1 / 0\n```\n</code>"
+    (tmp_path / "tasks.jsonl").write_text(json.dumps({"id": "z", "question": "?"}) + "\n")
+    replay = {"id": "z", "turns": [broken, "<answer>0</answer>"]}
+    (tmp_path / "replay.jsonl").write_text(json.dumps(replay) + "\n")
+    args = ("run", str(tmp_path / "tasks.jsonl"), "--model", f"replay:{tmp_path / 'replay.jsonl'}")
+    result = codedance_cli(*args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert (
+        "code:ZeroDivisionError: 1 (the model's code); first, in task z: division" in result.output
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,15 @@ def image_task(tmp_path: Path) -> Task:
     )
 
 
-def solve(sandbox: SandboxBackend, task: Task, turns, **limits) -> Trajectory:
+def solve(
+    sandbox: SandboxBackend, task: Task, turns, infra_retries: int = 0, **limits
+) -> Trajectory:
     runner = Runner(
         model=ScriptedModel(turns),
         protocol=CodeDanceProtocol(),
         sandbox=sandbox,
         limits=Limits(**limits),
+        infra_retries=infra_retries,
     )
     return asyncio.run(runner.solve(task))
 
@@ -123,7 +127,8 @@ def test_no_session_is_opened_for_a_direct_answer(image_task):
     backend = RefusingSandbox(SandboxConfig())
     assert solve(backend, image_task, ["<answer>2</answer>"]).stop == "answer"
     failed = solve(backend, image_task, [code("print(1)")])
-    assert (failed.stop, failed.error) == ("error", "OSError: no sandbox here")
+    assert (failed.stop, failed.failure) == ("error", "sandbox_start")
+    assert failed.error == "the sandbox session did not start: OSError: no sandbox here"
 
 
 def test_unreadable_image_ends_the_trajectory_with_the_reason(sandbox, tmp_path):
@@ -289,3 +294,26 @@ def test_a_sliver_left_out_of_the_observation_does_not_shift_the_saved_paths(
     (part,) = [p for p in trajectory.turns[0].observation.parts if p.type == "image"]
     assert part.path == "images/img-1/t0_1.png"
     assert Image.open(tmp_path / "run" / part.path).getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_the_writer_keeps_any_text_the_sandbox_returns_and_reads_it_back(sandbox, tmp_path):
+    """Lone surrogates in an exception and a non-UTF-8 file name: saved, viewed, read back."""
+    from codedance.runtime.viewer import write_view
+
+    program = (
+        "import os\n"
+        'open(os.fsdecode(b"bad\\xff\\xfe.txt"), "w").write("x")\n'
+        'raise ValueError("lone \\udcff and \\ud800 and \\x1b[2J")'
+    )
+    task = Task("bytes", "?", answer="1", answer_type="number")
+    trajectory = solve(sandbox, task, [code(program), "<answer>1</answer>"])
+    execution = trajectory.turns[0].execution
+    assert execution["error"]["message"] == "lone \udcff and \ud800 and \x1b[2J"
+    writer = RunWriter(tmp_path / "run")
+    writer.write(trajectory)
+    writer.close()
+    (back,) = read_trajectories(tmp_path / "run")
+    assert back.turns[0].execution == json.loads(json.dumps(execution))
+    assert [os.fsencode(f) for f in back.turns[0].execution["files"]] == [b"bad\xff\xfe.txt"]
+    assert (tmp_path / "run" / "trajectories.jsonl").read_bytes().decode("utf-8")
+    assert write_view(tmp_path / "run").stat().st_size > 0

@@ -15,23 +15,7 @@ from codedance.core.tools import (
     tool_docs,
 )
 from codedance.tools._images import resolve_box
-
-
-def format_length(length: float, unit: str = "cm") -> str:
-    """Format ``length`` with its unit. Rounds to two decimals.
-
-    Longer explanation the prompt leaves out.
-    """
-    return f"{length:.2f} {unit}"
-
-
-def rect_area(width: float, height: float) -> float:
-    """Width times height."""
-    return width * height
-
-
-def undocumented(x):  # type: ignore[no-untyped-def]
-    return x
+from tests.sample_tools import format_length, rect_area, undocumented
 
 
 def _plugin() -> types.SimpleNamespace:

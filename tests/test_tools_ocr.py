@@ -144,3 +144,26 @@ def test_plugin_registers_the_ocr_tools(codedance_registry: Any) -> None:
     assert codedance_registry.get("tool", "read_text") is read_text
     assert codedance_registry.get("tool", "text_in") is text_in
     assert codedance_registry.get("tool", "find_text") is find_text
+
+
+@pytest.mark.slow
+def test_ocr_in_a_session_leaves_no_runtime_files_in_the_working_directory(tmp_path) -> None:
+    """onnxruntime's telemetry cache (deviceid, onnxruntime.db*) is not an output file."""
+    import json
+    import os
+    import subprocess
+
+    Image.new("RGB", (60, 40), "white").save(tmp_path / "w.png")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CODEDANCE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "codedance", "exec", "--json", "--image", "w.png", "-"],
+        input="print(read_text(input_image))",
+        cwd=tmp_path,
+        env={**clean, "CODEDANCE_LOAD_PLUGINS": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    record = json.loads(result.stdout)
+    assert (record["error"], record["stdout"]) == (None, "[]\n")
+    assert record["files"] == []

@@ -144,7 +144,7 @@ def test_importer_synthesizes_parents_only():
 
 
 def test_a_headless_build_is_named_as_the_sandbox_requirement():
-    from codedance.sandboxes.tools import _preferred
+    from codedance.core.tool_modules import _preferred
 
     assert _preferred(["opencv-python", "opencv-python-headless"]) == "opencv-python-headless"
     assert _preferred(["numpy"]) == "numpy"

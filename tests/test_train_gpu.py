@@ -29,11 +29,6 @@ def test_one_training_step_on_a_gpu(tmp_path: Path) -> None:
     model = build_tiny_qwen2_5_vl(tmp_path / "tiny")
     data = tmp_path / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    convert = [
-        sys.executable, "-m", "codedance", "data", "to-verl", "--benchmark", "synthetic",
-        "--data", str(tmp_path / "gen"), "--option", "per_kind=1", "--out", str(data),
-    ]  # fmt: skip
-    subprocess.run(convert, check=True, env=env)
     config = {
         "training": {
             "model_path": str(model),
@@ -54,12 +49,24 @@ def test_one_training_step_on_a_gpu(tmp_path: Path) -> None:
                 "trainer.save_freq=-1",
                 "actor_rollout_ref.rollout.gpu_memory_utilization=0.3",
                 "actor_rollout_ref.rollout.enforce_eager=true",
+                # verl's defaults need flash-attn, which takes long to build: sdpa instead
+                "actor_rollout_ref.model.use_remove_padding=false",
+                "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
             ],
         },
         "tools": {"enabled": ["crop", "zoom"]},
     }
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
+    # Converted with the same config, so the prompt documents the same two tools: the tiny
+    # tokenizer spends ~0.8 tokens a character, and the prompt must fit the tiny model's
+    # 4096 positions (vLLM's max_model_len); with every tool documented it needs ~11,500.
+    convert = [
+        sys.executable, "-m", "codedance", "--config", str(path), "data", "to-verl",
+        "--benchmark", "synthetic", "--data", str(tmp_path / "gen"), "--option", "per_kind=1",
+        "--out", str(data),
+    ]  # fmt: skip
+    subprocess.run(convert, check=True, env=env)
     result = subprocess.run(
         [sys.executable, "-m", "codedance", "--config", str(path), "train"],
         env=env,
@@ -68,3 +75,5 @@ def test_one_training_step_on_a_gpu(tmp_path: Path) -> None:
         timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # verl's console logger prints the step's metrics, codedance's health metrics among them
+    assert "timing_s/codedance/tool_rate:" in result.stdout, result.stdout[-4000:]

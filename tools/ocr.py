@@ -9,6 +9,9 @@ The engine is built once per process and reused.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -108,12 +111,47 @@ def _engine() -> Any:
     try:
         # Imported on each call (a dict lookup once loaded) so that an uninstalled
         # package is reported even after another session built the engine.
-        rapidocr = importlib.import_module("rapidocr_onnxruntime")
+        rapidocr = _import_quietly("rapidocr_onnxruntime")
     except ImportError as error:
         raise ModuleNotFoundError(_INSTALL_HINT, name="rapidocr_onnxruntime") from error
     if _engine_instance is None:
-        _engine_instance = rapidocr.RapidOCR()
+        _engine_instance = rapidocr.RapidOCR(**_thread_options())
     return _engine_instance
+
+
+def _thread_options() -> dict[str, int]:
+    """onnxruntime's thread pools sized by ``OMP_NUM_THREADS`` (codedance's sandboxes set it).
+
+    onnxruntime ignores that variable and would start a spinning thread per core in
+    every session: on a small machine running many sessions, the OCR calls then
+    starve each other past their time limit.
+    """
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return {}
+    return {"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads > 0 else {}
+
+
+def _import_quietly(name: str) -> Any:
+    """Import ``name`` with onnxruntime's telemetry cache outside the working directory.
+
+    Importing onnxruntime writes ``Microsoft/DeveloperTools/.onnxruntime/deviceid`` and
+    ``onnxruntime.db*`` under ``$XDG_CACHE_HOME`` (default ``$HOME/.cache``); in a
+    sandbox HOME is the working directory, so they showed up as output files of every
+    OCR call. The variable is set only while importing.
+    """
+    if "onnxruntime" in sys.modules:
+        return importlib.import_module(name)
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), "codedance-ocr-cache")
+    try:
+        return importlib.import_module(name)
+    finally:
+        if previous is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = previous
 
 
 def _recognise(region: np.ndarray, min_confidence: float) -> list[dict[str, Any]]:

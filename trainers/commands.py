@@ -202,6 +202,14 @@ def _report(summary: dict[str, Any], out: Path) -> None:
         for row in summary["top_rejections"]:
             reasons.add_row(row["reason"], str(row["count"]), row["example"])
         console.print(reasons)
+    if summary.get("framework_failures"):
+        click.secho(
+            f"{summary['framework_failures']} candidates were not verified because the framework "
+            "failed (see 'framework failure' above), not their programs; they are no evidence "
+            "against the programs. Fix: lower runtime.concurrency or run `codedance doctor`.",
+            fg="yellow",
+            err=True,
+        )
     for name, path in summary.get("exports", {}).items():
         click.echo(f"{name} export: {path}")
     click.echo(f"Kept trajectories: {out / 'trajectories.jsonl'}  (view: codedance view {out})")

@@ -80,6 +80,7 @@ KIND_SKILLS = {
     "triangle": "compute",
 }
 REJECTED = "rejected.jsonl"
+FRAMEWORK = "framework failure"  # the category prefix of candidates the framework failed
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -154,6 +155,11 @@ def annotated_candidates(
 
 def verify(trajectory: Trajectory) -> Verdict:
     """Keep (``Verdict()``) or reject with a reason: see the module docstring."""
+    if trajectory.failure is not None:  # the framework's fault, after its retries
+        return Verdict(
+            f"the framework failed, not the program ({trajectory.failure}): {trajectory.error}",
+            f"{FRAMEWORK}: {trajectory.failure}",
+        )
     for turn in trajectory.turns:
         problem = _turn_problem(turn)
         if problem is not None:
@@ -291,8 +297,8 @@ def synth_runner(config: Config, registry: Registry, candidates: Sequence[Candid
     """The runner ``codedance run`` would build, with the ``codedance`` protocol and a
     replay model playing each candidate's reference turns."""
     from codedance.core.config import ModelConfig, ProtocolConfig
-    from codedance.plugins.models.replay import ReplayModel
     from codedance.runtime.build import build_runner
+    from codedance.runtime.replay import ReplayModel
 
     if config.protocol.name != "codedance":
         config = config.model_copy(update={"protocol": ProtocolConfig(name="codedance")})
@@ -395,9 +401,11 @@ def summarize(out: Path) -> dict[str, Any]:
     reasons = Counter(str(row.get("category")) for row in rejected)
     examples = {str(row.get("category")): row.get("reason") for row in reversed(rejected)}
     top = [{"reason": r, "count": n, "example": examples[r]} for r, n in reasons.most_common(10)]
+    framework = sum(n for r, n in reasons.items() if r.startswith(FRAMEWORK))
     return {
         "kept": len(kept),
         "rejected": len(rejected),
+        "framework_failures": framework,
         "per_skill": per_skill,
         "top_rejections": top,
     }

@@ -11,18 +11,26 @@ Three published forms are read, exactly as released:
 - the lmms-eval copy ``lmms-lab/ChartQA`` (``data/test-*.parquet``): ``image``,
   ``question``, ``answer`` and ``type`` (``human_test`` / ``augmented_test``).
 
-Scoring is ChartQA's relaxed accuracy (answer type ``chartqa``: numbers within 5%,
-other answers exact up to case), which ``score_answer`` already implements, so the
-default :meth:`Benchmark.score` is the official rule. The category is ``human`` or
+Scoring (default, ``--option scorer=official``): ChartQA's relaxed accuracy exactly as
+lmms-eval's ``relaxed_correctness`` (pix2struct's): numbers within 5% (a trailing ``%``
+divides by 100), other answers equal up to case, applied to the answer as given
+(:func:`~codedance.rewards.answers.answer_as_given`: the ``<answer>`` content, else the
+whole response), so ``U.S.`` answers gold ``U.S.`` and ``No.`` does not answer ``No``.
+``--option scorer=lenient`` first extracts the answer from prose ("The answer is
+14.") and drops a trailing full stop (answer type ``chartqa``). The category is ``human`` or
 ``augmented``; the paper's single number is the mean over both (relaxed overall).
 Task ids are ``<category>-<n>``, ``n`` counting rows of that category in file order
 (ChartQA has no id field; one chart carries several questions). Option ``split``:
 ``test`` (default) or ``val``.
+
+Tested on a subset of the authors' real records: tests/data/real/chartqa/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +38,9 @@ from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.evaluation.benchmark import Benchmark, BenchmarkDataError
 from codedance.evaluation.files import data_files, iter_parquet_rows, read_json, write_image
-from codedance.runtime.types import Task
+from codedance.rewards.answers import answer_as_given
+from codedance.rewards.matching import relaxed_correctness
+from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["ChartQABenchmark", "register_benchmarks"]
 
@@ -66,6 +76,22 @@ class ChartQABenchmark(Benchmark):
         "DeepEyes-7B": 78.2,
     }
 
+    grader: ClassVar[str] = "lmms-eval relaxed_correctness on the answer as given"
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "relaxed correctness on codedance's extracted answer (answer type chartqa)"
+    }
+
+    def score(self, trajectory: Trajectory) -> float:
+        """Relaxed correctness of the answer as given (lenient: of the extracted answer)."""
+        task = trajectory.task
+        if task.answer is None:
+            return 0.0
+        if self.scorer_mode == "lenient":
+            return super().score(trajectory)
+        given = answer_as_given(trajectory.answer or "")
+        return 1.0 if relaxed_correctness(task.answer, given) else 0.0
+
     @property
     def split(self) -> str:
         return self.choice("split", ("test", "val"))
@@ -84,7 +110,10 @@ class ChartQABenchmark(Benchmark):
         counters = dict.fromkeys(CATEGORIES, 0)
         for path in files:
             for index, row in enumerate(iter_parquet_rows(path, self.name)):
-                yield self._parquet_task(row, path, index, counters, image_dir)
+                build = partial(self._parquet_task, row, path, index, counters, image_dir)
+                task = self.row_task(f"{path.name} row {index}", build)
+                if task is not None:
+                    yield task
 
     # -- GitHub json ---------------------------------------------------------------
 
@@ -103,7 +132,10 @@ class ChartQABenchmark(Benchmark):
             if not path.is_file():
                 raise self.missing(f"{path.name} not found next to {self.split}_human.json")
             for index, row in enumerate(_json_list(path)):
-                yield self._json_task(row, path, index, category)
+                build = partial(self._json_task, row, path, index, category)
+                task = self.row_task(f"{path.name} item {index}", build)
+                if task is not None:
+                    yield task
 
     def _json_task(self, row: Any, path: Path, index: int, category: str) -> Task:
         fields = _fields(row, ("imgname", "query", "label"), path, index)

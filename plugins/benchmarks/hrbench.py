@@ -23,12 +23,17 @@ and reports the mean over ``cycle_category`` of the per-cycle accuracy. We read
 the letter (or the text of exactly one option) by rule with ``score_answer(...,
 "multiple_choice")``; every cycle holds each question once, so the cycle mean is
 the plain mean over rows. ``cycle_category`` is kept in the metadata.
+
+No public repository holds HR-Bench's real rows (they are on Hugging Face only; see
+tests/data/real/hrbench/SOURCES.md), so this loader is tested on rows
+written to the published schema, not on the authors' records.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,6 +53,10 @@ _SUFFIXES = (".tsv", ".parquet")
 class _HRBench(Benchmark):
     """HR-Bench at one resolution (``size``); the two registered classes set it."""
 
+    grader: ClassVar[str] = (
+        "rule-based stand-in for HR-Bench's LLM judge: the option letter (or one option's text)"
+    )
+
     size: ClassVar[str] = ""
     source: ClassVar[str] = "https://huggingface.co/datasets/DreamMr/HR-Bench"
 
@@ -55,18 +64,28 @@ class _HRBench(Benchmark):
         tasks: dict[str, Task] = {}
         references: list[tuple[Task, str, str]] = []  # task, index it names, where
         for row, where, path in self._rows():
-            task = self._task(row, where)
+            task = self.row_task(where, partial(self._task, row, where))
+            if task is None:
+                continue
             if task.id in tasks:
-                raise self.missing(f"{where}: index {task.id!r} occurs twice")
-            tasks[task.id] = task
+                self.skip(where, self.missing(f"{where}: index {task.id!r} occurs twice"))
+                continue
             cell = row.get("image")
             if isinstance(cell, str) and 0 < len(cell.strip()) <= _REFERENCE_MAX_CHARS:
                 references.append((task, cell.strip(), where))
             else:
-                task.images = [self._write_image(cell, where, path, image_dir)]
+                write = partial(self._write_image, cell, where, path, image_dir)
+                image = self.row_task(where, write)
+                if image is None:
+                    continue
+                task.images = [image]
+            tasks[task.id] = task
         for task, index, where in references:
             if index not in tasks or not tasks[index].images:
-                raise self.missing(f"{where}: 'image' names index {index!r}, which holds no image")
+                problem = f"{where}: 'image' names index {index!r}, which holds no image"
+                self.skip(where, self.missing(problem))
+                del tasks[task.id]
+                continue
             task.images = list(tasks[index].images)
         yield from tasks.values()
 
@@ -110,6 +129,7 @@ class _HRBench(Benchmark):
             )
         index = str(self._field(row, "index", where)).strip()
         metadata = {"category": str(self._field(row, "category", where)), "index": index}
+        metadata["raw_question"] = str(self._field(row, "question", where))
         if row.get("cycle_category") not in (None, ""):
             metadata["cycle_category"] = str(row["cycle_category"])
         return Task(
@@ -120,6 +140,18 @@ class _HRBench(Benchmark):
             options=options,
             metadata=metadata,
         )
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """HR-Bench's own judge question (``hrbench/vlmeval/dataset/utils/hrbench.py``)."""
+        if task.answer is None or not task.options:
+            return None
+        return official_judge_prompt(
+            str(task.metadata.get("raw_question", "")), task.options, task.answer, response
+        )
+
+    def judge_verdict(self, reply: str) -> float | None:
+        """As ``parse_score``: 1 when the reply starts with "yes", else 0."""
+        return 1.0 if reply.strip().lower().startswith("yes") else 0.0
 
     def _write_image(self, cell: Any, where: str, path: Path, image_dir: Path) -> str:
         image = write_image(cell, path.parent, image_dir, self.name)  # cycles share one file
@@ -181,6 +213,19 @@ def _options(row: Mapping[str, Any]) -> list[str]:
             break
         options.append(str(value).strip())
     return options
+
+
+def official_judge_prompt(question: str, options: list[str], label: str, response: str) -> str:
+    """HR-Bench's judge question, built as its ``build_prompt`` builds it."""
+    listed = "".join(f"{string.ascii_uppercase[i]}. {text}\n" for i, text in enumerate(options))
+    prompt = (
+        f"{question}\nOptions:\n{listed}Please select the correct answer from the options above. \n"
+    )
+    truth = f"{label}. {options[ord(label) - ord('A')]}"
+    return (
+        f"Given the following question: {prompt}, the correct answer is: {truth}. Does the "
+        f"following answer correctly answers the question, answer:{response}?"
+    )
 
 
 def _prompt(question: str, options: list[str]) -> str:

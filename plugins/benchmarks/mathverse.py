@@ -27,18 +27,26 @@ Options (``--option`` / ``options``):
     ``question`` (the bare question, empty for Vision Only).
 
 Scoring: the official scorer has GPT judge the extracted answer against the
-reference (``evaluation/score_answer_s2.py``). Here multiple-choice samples whose
-answer is a letter are scored by option letter (or option text, when the question
-lists the options), and every other sample by math equivalence (math-verify, then
-numbers, then text; :func:`codedance.rewards.score_answer` with ``math``). The few
-multiple-choice answers that are not one letter (``C\\nD``, ``False``, bearings)
+reference (``evaluation/score_answer_s2.py``), an LLM grader; a rule-based stand-in
+takes its place and the report says so. It gives the judge prompt's own judgements
+on its five worked examples (tests/test_bench_mathverse_rubric.py). Multiple-choice
+samples whose answer is a letter are scored by option letter, as the question lists
+it (``D:140°``) or not, or by option text when the question lists the options (under
+``Choices:`` or inline, ``A. ... B. ...``); every other sample by math equivalence
+(math-verify, then numbers, then text; :func:`codedance.rewards.score_answer` with
+``math``), a labelled gold (``domain: ... and range: ...``) needing every part. The
+few multiple-choice answers that are not one letter (``C\\nD``, ``False``, bearings)
 are scored as math.
+
+Tested on a subset of the authors' real records: tests/data/real/mathverse/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,10 +63,12 @@ from codedance.evaluation.files import (
     safe_stem,
     schema_error,
 )
+from codedance.rewards.answers import extract_answer
 from codedance.rewards.choices import letter_form
-from codedance.runtime.types import Task
+from codedance.rewards.matching import score_answer
+from codedance.runtime.types import Task, Trajectory
 
-__all__ = ["MAIN_VERSIONS", "PROMPTS", "VERSIONS", "MathVerse", "parse_choices"]
+__all__ = ["MAIN_VERSIONS", "PROMPTS", "VERSIONS", "MathVerse", "labelled_parts", "parse_choices"]
 
 #: The five versions of testmini.{json,parquet}, from most text to most vision.
 MAIN_VERSIONS = ("Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only")
@@ -68,12 +78,20 @@ VERSIONS = (*MAIN_VERSIONS, "Text Only")
 PROMPTS = ("query_cot", "query_wo", "question")
 
 # "A:40°", "A. 40°", "(A) 40°"; \uff1a is the full-width colon of some sources.
+_JUDGEMENT = re.compile(r"(?:judgement\s*:\s*|^\s*)([01])\b", re.IGNORECASE | re.MULTILINE)
+_INLINE_LABEL = re.compile(r"(?:(?<=[\s.])|^)([A-H])\.\s")
+_LABELLED = re.compile(r"\b([A-Za-z]+)\s*:\s*(.+?)(?=\s+and\s+[A-Za-z]+\s*:|;|$)")
 _CHOICE_LINE = re.compile(r"^\s*\(?([A-H])\)?\s*[:.\uff1a)]\s*(.*?)\s*$")
 _Row = tuple[str, Mapping[str, Any], Path]  # where, row, folder its image paths start from
 
 
 class MathVerse(Benchmark):
     """MathVerse testmini; ``options``: ``versions`` (default Vision Only) and ``prompt``."""
+
+    grader: ClassVar[str] = (
+        "rule-based stand-in for MathVerse's GPT judge (score_answer_s2.py): letters, then math "
+        "equivalence"
+    )
 
     name = "mathverse"
     description = (
@@ -99,7 +117,47 @@ class MathVerse(Benchmark):
         for stem in _stems(versions):
             for where, row, base in self._rows(stem):
                 if row.get("problem_version") in versions:
-                    yield self._task(row, where, base, prompt, image_dir)
+                    build = partial(self._task, row, where, base, prompt, image_dir)
+                    task = self.row_task(where, build)
+                    if task is not None:
+                        yield task
+
+    def score(self, trajectory: Trajectory) -> float:
+        """Letter or option text; math equivalence; a labelled gold needs every part.
+
+        A gold such as ``domain: [-4, 0) and range: (-3, 1]`` is right only when the
+        answer gives each labelled part equivalently (MathVerse's judge prompt scores
+        "Range: (-4, 1]" 0 for it).
+        """
+        task = trajectory.task
+        parts = labelled_parts(task.answer or "") if task.answer_type == "math" else {}
+        if len(parts) < 2:
+            return super().score(trajectory)
+        given = labelled_parts(extract_answer(trajectory.answer or ""))
+        if given.keys() != parts.keys():
+            return 0.0
+        same = all(score_answer(given[k], parts[k], "math") == 1.0 for k in parts)
+        return 1.0 if same else 0.0
+
+    def judge_prompt(self, task: Task, response: str) -> str | None:
+        """MathVerse's own scoring prompt (``demo_prompt_score``) for the extracted answer.
+
+        Officially GPT first extracts the answer (step 1); codedance's extraction
+        (``<answer>``, ``\\boxed``, "the answer is") takes that step's place.
+        """
+        from codedance.plugins.benchmarks.judge_prompts import MATHVERSE_SCORE_PROMPT
+
+        if task.answer is None:
+            return None
+        question = task.metadata.get("question_for_eval") or task.metadata.get("raw_question", "")
+        return MATHVERSE_SCORE_PROMPT.format(
+            question=question, gt=task.answer, extraction=extract_answer(response)
+        )
+
+    def judge_verdict(self, reply: str) -> float | None:
+        """The 0 or 1 of "Judgement: 1" (the prompt's own answer form), or a lone digit."""
+        found = _JUDGEMENT.findall(reply)
+        return float(found[-1]) if found else None
 
     def _versions(self) -> set[str]:
         wanted = self.options.get("versions", ["Vision Only"])
@@ -182,7 +240,7 @@ def parse_choices(question: str) -> list[str] | None:
     """
     _, marker, tail = question.rpartition("Choices:")
     if not marker:
-        return None
+        return _inline_choices(question)
     lines = [_CHOICE_LINE.match(line) for line in tail.strip().splitlines() if line.strip()]
     if not lines or any(found is None for found in lines):
         return None
@@ -190,6 +248,20 @@ def parse_choices(question: str) -> list[str] | None:
     if letters != "ABCDEFGH"[: len(letters)]:
         return None
     return [found.group(2) for found in lines if found]
+
+
+def _inline_choices(question: str) -> list[str] | None:
+    """Options written on one line, ``...equation.A. x + y = 1 B. Can not determine.``."""
+    labels = list(_INLINE_LABEL.finditer(question))
+    if len(labels) < 2 or "".join(m.group(1) for m in labels) != "ABCDEFGH"[: len(labels)]:
+        return None
+    ends = [m.start() for m in labels[1:]] + [len(question)]
+    return [question[m.end() : end].strip() for m, end in zip(labels, ends, strict=True)]
+
+
+def labelled_parts(text: str) -> dict[str, str]:
+    """``domain: [-4, 0) and range: (-3, 1]`` as ``{"domain": ..., "range": ...}``."""
+    return {m.group(1).lower(): m.group(2).strip() for m in _LABELLED.finditer(text)}
 
 
 def _stems(versions: set[str]) -> list[str]:
@@ -219,7 +291,8 @@ def _options(row: Mapping[str, Any], answer: str | None, answer_type: str) -> li
 
 
 def _metadata(row: Mapping[str, Any]) -> dict[str, Any]:
-    meta = dict(row.get("metadata") or {})
+    meta = row.get("metadata")
+    meta = dict(meta) if isinstance(meta, Mapping) else {}  # a copy may carry it as text
     version = row.get("problem_version")
     subject = meta.get("subject")
     return {
@@ -231,6 +304,7 @@ def _metadata(row: Mapping[str, Any]) -> dict[str, Any]:
         "source": meta.get("source"),
         "question_type": row.get("question_type"),
         "question_for_eval": row.get("question_for_eval"),
+        "raw_question": row.get("question"),
     }
 
 

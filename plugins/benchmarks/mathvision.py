@@ -15,19 +15,30 @@ option letter A-E for multiple choice), ``solution``, ``level`` (1-5) and ``subj
 
 The question is the official one; as in the official model scripts
 (``models/*.py``), the options are appended as ``(A) ...`` lines unless they are just
-the letters A-E (then the options are drawn in the image). Multiple-choice problems
-are scored by option letter or option text (``multiple_choice``), the others by math
-equivalence (``math``: math-verify, then numbers, then text). The official
-``evaluation/evaluate.py`` extracts the answer with string rules and compares with
-latex2sympy rounded to two decimals, accepting the letter or the option text; this
-loader uses codedance's extraction and math-verify instead.
+the letters A-E (then the options are drawn in the image).
+
+Scoring (default, ``--option scorer=official``): the official ``evaluation/evaluate.py``
+rule, ported in :mod:`codedance.plugins.benchmarks.mathvision_official`: string rules
+reduce the (codedance-extracted) answer, which must equal the gold letter or the right
+option's text, as text or as a value **rounded to 2 decimals** (``0.33`` is right for
+``1/3``), with no extra text around it. One quirk is kept: a symbolic gold written with
+spaces or ``\\left`` can never be matched, not even by itself, because the answer is
+cleaned and the gold is not and neither evaluates to a number (test id 2866,
+``$\\pi-\\tan ^{-1}\\left(\\frac{1}{d}\\right)$``: 0 under the official code too).
+``--option scorer=lenient`` scores by option letter or text (``multiple_choice``) and by
+math equivalence (``math``: math-verify, then numbers, then text) instead: ``x = 5`` is
+right, ``0.33`` is not.
 
 Option ``split``: ``testmini`` (default, 304 problems) or ``test`` (3,040).
+
+Tested on a subset of the authors' real records: tests/data/real/mathvision/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from string import ascii_uppercase
 from typing import Any, ClassVar
@@ -45,8 +56,10 @@ from codedance.evaluation.files import (
     safe_stem,
     schema_error,
 )
+from codedance.plugins.benchmarks.mathvision_official import official_answer, official_equal
+from codedance.rewards.answers import answer_as_given
 from codedance.rewards.choices import letter_form
-from codedance.runtime.types import Task
+from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["MathVision", "question_text"]
 
@@ -54,7 +67,13 @@ _Row = tuple[str, Mapping[str, Any], tuple[Path, ...]]  # where, row, folders im
 
 
 class MathVision(Benchmark):
-    """MATH-Vision; ``options``: ``split`` (``testmini`` or ``test``)."""
+    """MATH-Vision; ``options``: ``split`` (``testmini`` or ``test``), ``scorer``."""
+
+    grader: ClassVar[str] = "MATH-V evaluate.py is_equal (values rounded to 2 decimals)"
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "codedance multiple_choice / math (math-verify) equivalence"
+    }
 
     name = "mathvision"
     description = "MATH-Vision testmini: competition math with images, 16 subjects, 5 levels"
@@ -71,10 +90,25 @@ class MathVision(Benchmark):
         "GPT-4o": 36.5,
     }
 
+    def score(self, trajectory: Trajectory) -> float:
+        """The official ``is_equal`` against the letter or option text (lenient: math)."""
+        task = trajectory.task
+        if task.answer is None:
+            return 0.0
+        if self.scorer_mode == "lenient":
+            return super().score(trajectory)
+        answer = official_answer(answer_as_given(trajectory.answer or ""))
+        golds = [task.answer]
+        if task.options:
+            golds.append(task.options[ord(task.answer) - ord("A")])
+        return 1.0 if any(official_equal(answer, gold) for gold in golds) else 0.0
+
     def tasks(self, image_dir: Path) -> Iterator[Task]:
         split = str(self.options.get("split", "testmini"))
         for where, row, bases in self._rows(split):
-            yield self._task(row, where, bases, image_dir)
+            task = self.row_task(where, partial(self._task, row, where, bases, image_dir))
+            if task is not None:
+                yield task
 
     def _rows(self, split: str) -> Iterator[_Row]:
         root = self.data if self.data.is_dir() else self.data.parent

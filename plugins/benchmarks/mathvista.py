@@ -15,15 +15,23 @@ The question is the official ``query``, which already carries the hint and the
 options. Multiple-choice answers become the option letter (``Task.answer``); the
 official answer text stays in ``metadata["answer_text"]``.
 
-Scoring follows ``evaluation/calculate_score.py``: the extracted answer goes through
+Scoring follows ``evaluation/calculate_score.py``: the extraction goes through
 ``normalize_extracted_answer`` (a letter or option text becomes the option *text*,
 anything else the most similar option by edit distance; integers are truncated with
 ``int(float(x))``; floats are rounded to ``precision`` decimals; lists are compared as
-text) and is then compared with the answer string. Officially GPT extracts the
-answer from the response first (``extract_answer.py``); here that step is
-rule-based (:func:`extract_answer_rule_based`). One deviation: an empty extraction
-scores 0, as with the official ``--ignore_empty_extractions``; by default the
-official scorer would map it to the shortest option.
+text) and is then compared with the answer string. Officially GPT extracts the answer
+from the response first (``extract_answer.py``). By default (``--option
+scorer=official``) the answer as given (the ``<answer>`` content, else the whole
+response) is the extraction, as if GPT returned it verbatim: ``c``, ``21%`` or
+``[2014,2016]`` are then judged exactly as calculate_score.py judges them. ``--option
+scorer=lenient`` extracts by rule from free text instead
+(:func:`extract_answer_rule_based`: "The answer is B", ``x = 5``, ``1,000 g``). One
+deviation: an empty extraction scores 0, as with the official
+``--ignore_empty_extractions``; by default the official scorer would map it to the
+shortest option.
+
+Tested on a subset of the authors' real records: tests/data/real/mathvista/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,7 +55,7 @@ from codedance.evaluation.files import (
     safe_stem,
     schema_error,
 )
-from codedance.rewards.answers import extract
+from codedance.rewards.answers import answer_as_given, extract
 from codedance.rewards.choices import letter_form, option_text
 from codedance.rewards.numbers import pick_number
 from codedance.runtime.types import Task, Trajectory
@@ -75,6 +84,8 @@ _DECIMALS = {
 }
 _PAREN_LETTER = re.compile(r"\(([a-zA-Z])\)")
 _QUOTED_ANSWER = re.compile(r'The answer is "(.*)"\.')
+_LOWER_LETTER = re.compile(r"[a-z]")
+_WHOLE_LIST = re.compile(r"\[[^\[\]]*\]")
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 _NUMBER_TOKEN = re.compile(r"-?\d+(?:\.\d+)?")
 _FREE_FORM_TYPES = ("integer", "float", "list")
@@ -83,6 +94,15 @@ _Row = tuple[str, Mapping[str, Any], Path]  # where, row, folder its image paths
 
 class MathVista(Benchmark):
     """MathVista testmini (1,000 problems); ``options``: ``split`` (default ``testmini``)."""
+
+    grader: ClassVar[str] = (
+        "MathVista calculate_score.py (normalize_extracted_answer + safe_equal) on the answer "
+        "as given, which stands for the GPT extraction"
+    )
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "calculate_score.py on codedance's rule-based extraction from the response"
+    }
 
     name = "mathvista"
     description = "MathVista testmini: math in visual contexts, official answer normalisation"
@@ -107,7 +127,9 @@ class MathVista(Benchmark):
         root = self.data if self.data.is_dir() else self.data.parent
         rows = _parquet_rows(files, root, self.name) if files else self._json_rows(split)
         for where, row, base in rows:
-            yield self._task(row, where, base, image_dir)
+            task = self.row_task(where, partial(self._task, row, where, base, image_dir))
+            if task is not None:
+                yield task
 
     def score(self, trajectory: Trajectory) -> float:
         """1.0 when the normalised extraction equals the official answer text."""
@@ -116,9 +138,15 @@ class MathVista(Benchmark):
             return 0.0
         meta = task.metadata
         choices = task.options or []
-        extraction = extract_answer_rule_based(
-            trajectory.answer or "", meta["question_type"], meta["mathvista_answer_type"], choices
-        )
+        if self.scorer_mode == "official":
+            extraction = _quick_extract(answer_as_given(trajectory.answer or "").strip())
+        else:
+            extraction = extract_answer_rule_based(
+                trajectory.answer or "",
+                meta["question_type"],
+                meta["mathvista_answer_type"],
+                choices,
+            )
         prediction = normalize_extracted_answer(
             extraction,
             choices,
@@ -201,7 +229,7 @@ def build_query(problem: Mapping[str, Any]) -> str:
     if choices:
         lines = [f"({chr(ord('A') + i)}) {choice}" for i, choice in enumerate(choices)]
         parts.append("Choices:\n" + "\n".join(lines))
-    return "\n".join(parts)
+    return "\n".join(parts).strip()  # build_query.py strips the query (5 testmini pids)
 
 
 def _hint(problem: Mapping[str, Any]) -> str:
@@ -259,9 +287,15 @@ def extract_answer_rule_based(
     return text
 
 
+def _quick_extract(answer: str) -> str:
+    """extract_answer.py's quick rule: ``The answer is "X".`` gives ``X``."""
+    quoted = _QUOTED_ANSWER.search(answer)
+    return quoted.group(1) if quoted else answer
+
+
 def _extract_choice(text: str, choices: Sequence[str]) -> str:
-    if text in choices:
-        return text
+    if text in choices or _LOWER_LETTER.fullmatch(text):
+        return text  # as calculate_score.py: a lowercase "c" goes to the closest option text
     letter = letter_form(text) or option_text(text, choices)
     return letter if letter is not None else text
 
@@ -271,6 +305,8 @@ def _number_text(value: float) -> str:
 
 
 def _extract_list(text: str) -> str:
+    if _WHOLE_LIST.fullmatch(text):
+        return text  # compared verbatim, as calculate_score.py does ("[2014,2016]" is wrong)
     bracketed = _BRACKETS.findall(text)
     if bracketed:
         items = [item.strip().strip("'\"") for item in bracketed[-1].split(",")]

@@ -29,6 +29,7 @@ it is an error naming the file and row.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,10 +88,24 @@ class ReleaseParquet(Benchmark):
             label = str(stem) if stem is not None else path.stem
             for number, row in enumerate(iter_parquet_rows(path, self.name)):
                 where = f"{path.name} row {number}"
-                task = self._task(row, f"{label}-{number}", where, path, override)
-                task.metadata["row"] = number
-                task.images = self._images(row, where, path, image_dir)
-                yield task
+                build = partial(self._row_task, row, f"{label}-{number}", where, path, override)
+                task = self.row_task(where, partial(build, image_dir))
+                if task is not None:
+                    task.metadata["row"] = number
+                    yield task
+
+    def _row_task(
+        self,
+        row: Mapping[str, Any],
+        task_id: str,
+        where: str,
+        path: Path,
+        override: str | None,
+        image_dir: Path,
+    ) -> Task:
+        task = self._task(row, task_id, where, path, override)
+        task.images = self._images(row, where, path, image_dir)
+        return task
 
     def _files(self) -> list[Path]:
         files = data_files(self.data, ("**/*.parquet",))

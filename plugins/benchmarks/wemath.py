@@ -21,11 +21,16 @@ the knowledge concept's second-level area (``root2``, e.g. "Angles and Length").
 
 Scoring is the official string match (``evaluation/four_dimensional_metrics.py``):
 the text after the last ``Answer``, without ``<``, ``>``, ``:`` and ``.``, must start
-with the answer letter (A-H). It is applied to the answer codedance extracts from
-the response (``<answer>``, ``\\boxed``), so ``B``, ``B. 400, 300`` and ``Answer: B``
-count, while ``(B)`` does not, exactly as officially. :func:`wemath_metrics`
+with the answer letter (A-H). By default (``--option scorer=official``) it reads the
+answer as given (the ``<answer>`` content, else the whole response), so ``B``, ``B.
+400, 300`` and ``Answer: B`` count, while ``(B)`` and "The answer is B." do not,
+exactly as officially. ``--option scorer=lenient`` reads codedance's extracted answer
+instead (``\\boxed{B}`` and "The answer is B." count). :func:`wemath_metrics`
 computes the official four-dimensional metrics from scored tasks; ``codedance eval``
 prints them under "Benchmark metrics" (:meth:`WeMath.metrics`).
+
+Tested on a subset of the authors' real records: tests/data/real/wemath/ (SOURCES.md
+names the repository, commit and cut; tests/test_bench_real.py).
 """
 
 from __future__ import annotations
@@ -34,13 +39,14 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from string import ascii_uppercase
 from typing import Any, ClassVar
 
 from codedance import hookimpl
 from codedance.core.hookspecs import Register
-from codedance.evaluation.benchmark import Benchmark, write_image_bytes
+from codedance.evaluation.benchmark import Benchmark, BenchmarkDataError, write_image_bytes
 from codedance.evaluation.files import (
     data_files,
     find_file,
@@ -51,12 +57,13 @@ from codedance.evaluation.files import (
     safe_stem,
     schema_error,
 )
-from codedance.rewards.answers import extract_answer
+from codedance.rewards.answers import answer_as_given, extract_answer
 from codedance.runtime.types import Task, Trajectory
 
 __all__ = ["WeMath", "WeMathMetrics", "official_letter", "parse_options", "wemath_metrics"]
 
 _OPTION_LABEL = re.compile(r"(?:^|;)\s*([A-H])\.\s*")
+_LETTERS = "ABCDEFGH"  # the letters the official scorer reads
 _STRIPPED = re.compile(r"[><:.]")
 _KEY = re.compile(r"^([23])steps_(\d|multi)$")
 _LEVELS = {"2steps_multi": "two-step", "3steps_multi": "three-step"}
@@ -76,6 +83,11 @@ class WeMath(Benchmark):
         "  <data>/data/testmini-*.parquet       (images embedded in image_path)"
     )
     source = "https://huggingface.co/datasets/We-Math/We-Math"
+    grader: ClassVar[str] = "We-Math four_dimensional_metrics letter rule, on the answer as given"
+    scorer_modes: ClassVar[tuple[str, ...]] = ("official", "lenient")
+    graders: ClassVar[Mapping[str, str]] = {
+        "lenient": "We-Math's letter rule on codedance's extracted answer"
+    }
     reported: ClassVar[Mapping[str, float]] = {
         "CodeDance-7B": 39.6,
         "Qwen2.5-VL-7B": 35.4,
@@ -86,14 +98,20 @@ class WeMath(Benchmark):
         root = self.data if self.data.is_dir() else self.data.parent
         areas = _areas(root / "knowledge_structure_nodes.json")
         for where, row, base in self._rows(root):
-            yield self._task(row, where, base, areas, image_dir)
+            task = self.row_task(where, partial(self._task, row, where, base, areas, image_dir))
+            if task is not None:
+                yield task
 
     def score(self, trajectory: Trajectory) -> float:
         """1.0 when the official rule reads the answer letter from the extracted answer."""
         task = trajectory.task
         if task.answer is None:
             return 0.0
-        letter = official_letter(extract_answer(trajectory.answer or ""))
+        response = trajectory.answer or ""
+        given = (
+            extract_answer(response) if self.scorer_mode == "lenient" else answer_as_given(response)
+        )
+        letter = official_letter(given)
         return 1.0 if letter == task.answer else 0.0
 
     def metrics(self, scored: Sequence[tuple[Task, float]]) -> dict[str, Any]:
@@ -130,13 +148,18 @@ class WeMath(Benchmark):
         key = required_field(row, "key", where, _bad_row)
         if _KEY.match(key) is None:
             raise _bad_row(where, f"key {key!r} is not like '2steps_1' or '3steps_multi'")
-        options = parse_options(required_field(row, "option", where, _bad_row), where)
+        option = required_field(row, "option", where, _bad_row)
+        options = _options_or_none(option)
         answer = required_field(row, "answer", where, _bad_row).strip()
-        if answer not in ascii_uppercase[: len(options)]:
-            raise _bad_row(where, f"answer {answer!r} is not the letter of one of {options}")
+        letters = ascii_uppercase[: len(options)] if options else _LETTERS
+        if len(answer) != 1 or answer not in letters:
+            raise _bad_row(where, f"answer {answer!r} is not the letter of one of {option!r}")
         task_id = f"{group}-{key}"
         question = required_field(row, "question", where, _bad_row)
-        lines = "\n".join(f"{ascii_uppercase[i]}. {text}" for i, text in enumerate(options))
+        if options:
+            lines = "\n".join(f"{ascii_uppercase[i]}. {text}" for i, text in enumerate(options))
+        else:  # as published: the official scorer reads only the answer letter
+            lines = option.strip()
         concept = row.get("knowledge concept")
         return Task(
             id=task_id,
@@ -152,6 +175,7 @@ class WeMath(Benchmark):
                 "question_number": row.get("question number"),
                 "knowledge_concept": concept,
                 "area": areas.get(str(concept)),
+                "options_as_published": options is None,
             },
         )
 
@@ -168,9 +192,24 @@ class WeMath(Benchmark):
         return str(found)
 
 
+def _options_or_none(option: str) -> list[str] | None:
+    """:func:`parse_options`, or ``None`` for the rows whose string breaks the schema."""
+    try:
+        return parse_options(option)
+    except BenchmarkDataError:
+        return None
+
+
 def parse_options(option: str, where: str = "option") -> list[str]:
-    """The option texts of We-Math's one-string ``option`` field, in letter order."""
-    parts = _OPTION_LABEL.split(option.strip())
+    """The option texts of We-Math's one-string ``option`` field, in letter order.
+
+    A full-width full stop (U+FF0E) after a label reads as ``.``. Eleven rows of the real
+    testmini.json break the schema further (a missing ``;``, a stray ``;C.;`` inside
+    an option's text, labels jumping from C to F); this raises for them, and the
+    loader then shows their ``option`` string as published and scores them by the
+    answer letter alone, as the official scorer (which never parses options) does.
+    """
+    parts = _OPTION_LABEL.split(option.replace("\uff0e", ".").strip())
     letters, texts = parts[1::2], [text.strip() for text in parts[2::2]]
     if parts[0].strip() or not letters or "".join(letters) != ascii_uppercase[: len(letters)]:
         raise _bad_row(where, f"option {option!r} is not 'A. ...;B. ...' with letters from A")

@@ -13,6 +13,7 @@ import ast
 import builtins
 import contextlib
 import fcntl
+import functools
 import linecache
 import os
 import signal
@@ -30,13 +31,20 @@ CELL = "<cell>"
 MAX_IMAGES = 16
 MAX_PIXELS = 4096 * 4096
 MAX_LISTED_FILES = 2000
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # pixels per run; the host refuses more than 256 MB
 
 
 class ExecutionTimeout(BaseException):
     """Raised inside model code when its time is up (a BaseException, like KeyboardInterrupt)."""
 
 
+_ALARM = {"fired": False}
+
+
 def _alarm(signum: int, frame: Any) -> None:
+    # Remember it, and fire again soon: code (a __del__, a bare except) may swallow it.
+    _ALARM["fired"] = True
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
     raise ExecutionTimeout
 
 
@@ -164,6 +172,18 @@ class Engine:
 
     # -- the namespace the model sees ------------------------------------------------
 
+    def add_inputs(self, image_files: list[str], tools: dict[str, Any] | None = None) -> None:
+        """Bind inputs and tools to an engine built before they were known.
+
+        The local backend's pooled sessions build their engine (capture threads and
+        pipes) ahead of time and receive their inputs when a session is opened.
+        """
+        self._preload(image_files)
+        bundle = load_bundle(tools)
+        if bundle:
+            self._notes += install_tools(bundle, self.namespace)
+        self._patch_viewers()
+
     def _preload(self, image_files: list[str]) -> None:
         ns = self.namespace
         if "matplotlib.pyplot" in sys.modules:
@@ -235,6 +255,7 @@ class Engine:
         for stream in self._streams:
             stream.begin(self.max_bytes)
         start = time.perf_counter()
+        _ALARM["fired"] = False
         if timeout is not None:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -247,8 +268,18 @@ class Engine:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if os.getpid() != owner:  # a child the code forked finished the cell: it must
             os._exit(0)  # not go on to act as the session
-        timed_out, self._timed_out = self._timed_out, False
-        self._capture_figures("figure")
+        timed_out, self._timed_out = self._timed_out or _ALARM["fired"], False
+        if timed_out and error is None:  # the interrupt was swallowed (say, in a __del__)
+            error = {
+                "type": "TimeoutError",
+                "message": "the time limit was reached (the interrupt was swallowed, for "
+                "example in a finalizer); the session keeps the state it had reached",
+                "traceback": "",
+            }
+        render_error = self._capture_figures_safely()
+        if error is None:
+            error = render_error
+        error = _capped_error(error, self.max_bytes)
         duration = time.perf_counter() - start
         for python_stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -281,6 +312,7 @@ class Engine:
                 value = eval(compile(last, filename, "eval"), self.namespace)
                 self._show_result(value)
         except ExecutionTimeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # no second interrupt in our own code
             self._timed_out = True
             return {
                 "type": "TimeoutError",
@@ -289,9 +321,10 @@ class Engine:
                 "traceback": "",
             }
         except SystemExit as exc:
+            code_text = _safe_text(functools.partial(repr, exc.code), "<unprintable>")
             return {
                 "type": "SystemExit",
-                "message": f"exit({exc.code!r}) was called; the session keeps its state",
+                "message": f"exit({code_text}) was called; the session keeps its state",
                 "traceback": "",
             }
         except BaseException as exc:  # the model's failure is data, not ours
@@ -321,9 +354,29 @@ class Engine:
             print(f"[image not shown: at most {MAX_IMAGES} images per run]", file=sys.stderr)
             return True
         mode, width, height, data = pixels
+        if sum(map(len, self.blobs)) + len(data) > MAX_IMAGE_BYTES:
+            print(
+                f"[image not shown: at most {MAX_IMAGE_BYTES >> 20} MB of pixels per run]",
+                file=sys.stderr,
+            )
+            return True
         self.images.append({"mode": mode, "width": width, "height": height, "source": source})
         self.blobs.append(data)
         return True
+
+    def _capture_figures_safely(self) -> dict[str, str] | None:
+        """Figures left open, as images; a figure that fails to render is an error, not a crash."""
+        try:
+            self._capture_figures("figure")
+        except BaseException as exc:  # model-built figures may fail in any way
+            plt = sys.modules.get("matplotlib.pyplot")
+            with contextlib.suppress(BaseException):
+                if plt is not None:
+                    plt.close("all")
+            info = _error_info(exc)
+            info["message"] = f"a figure left open could not be rendered: {info['message']}"
+            return info
+        return None
 
     def _capture_figures(self, source: str) -> None:
         plt = sys.modules.get("matplotlib.pyplot")
@@ -371,14 +424,42 @@ def _split_last_expression(code: str) -> tuple[ast.Module | None, ast.Expression
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
+    """Type, message and trimmed traceback; an exception whose __str__ raises still reports."""
+    kind = _safe_text(lambda: type(exc).__name__, "<exception>")
     tb = exc.__traceback__
     while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL):
         tb = tb.tb_next
-    if isinstance(exc, SyntaxError):
-        lines = traceback.format_exception_only(type(exc), exc)
-    else:
-        lines = traceback.format_exception(type(exc), exc, tb)
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
+    message = _safe_text(lambda: str(exc), f"<{kind}: its message could not be rendered>")
+
+    def lines() -> str:
+        if isinstance(exc, SyntaxError):
+            return "".join(traceback.format_exception_only(type(exc), exc))
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+
+    return {"type": kind, "message": message, "traceback": _safe_text(lines, "")}
+
+
+def _safe_text(render: Any, fallback: str) -> str:
+    try:
+        text = render()
+        return text if isinstance(text, str) else fallback
+    except BaseException:  # a raising __str__ / __repr__ is the model's; never ours
+        return fallback
+
+
+def _capped_error(error: dict[str, str] | None, limit: int) -> dict[str, str] | None:
+    """Cut the error's message and traceback like stdout (the host caps them again)."""
+    if error is None:
+        return None
+    capped = dict(error)
+    for key in ("message", "traceback"):
+        text = str(capped.get(key, ""))
+        if len(text) > limit:
+            capped[key] = (
+                text[:limit] + f"\n[{key} truncated: {len(text) - limit} more characters were cut]"
+            )
+    capped["type"] = str(capped.get("type", ""))[:200]
+    return capped
 
 
 def _to_pixels(obj: Any) -> tuple[str, int, int, bytes] | None:

@@ -13,7 +13,15 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MAX_BLOB", "MAX_HEADER", "ProtocolError", "recv_message", "send_message"]
+__all__ = [
+    "MAX_BLOB",
+    "MAX_HEADER",
+    "ProtocolError",
+    "recv_frame",
+    "recv_message",
+    "send_message",
+    "send_raw",
+]
 
 _LENGTH = struct.Struct(">I")
 MAX_HEADER = 64 * 1024 * 1024
@@ -68,3 +76,39 @@ def recv_message(
         raise
     except OSError as exc:
         raise ProtocolError(f"unreadable blob: {exc}") from None
+
+
+def recv_frame(
+    sock: socket.socket, max_header: int = MAX_HEADER, max_blob: int = MAX_BLOB
+) -> tuple[dict[str, Any], list[bytes], bytes]:
+    """Like :func:`recv_message`, plus the header's raw bytes (to forward it unchanged).
+
+    The session's init relays the holder's records to the host with this: it checks
+    the header, and forwards the bytes as they came unless it has to amend them.
+    """
+    try:
+        (length,) = _LENGTH.unpack(_read_exact(sock, _LENGTH.size))
+        if length > max_header:
+            raise ProtocolError(f"header of {length} bytes exceeds {max_header}")
+        raw = _read_exact(sock, length)
+        header = json.loads(raw)
+    except TimeoutError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ProtocolError(f"unreadable message: {exc}") from None
+    sizes = header.get("blobs") if isinstance(header, dict) else None
+    if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+        raise ProtocolError("header is not an object with a list of blob sizes")
+    if sum(sizes) > max_blob:
+        raise ProtocolError(f"blobs of {sum(sizes)} bytes exceed {max_blob}")
+    try:
+        return header, [_read_exact(sock, size) for size in sizes], raw
+    except OSError as exc:
+        raise ProtocolError(f"unreadable blob: {exc}") from None
+
+
+def send_raw(sock: socket.socket, raw_header: bytes, blobs: Sequence[bytes] = ()) -> None:
+    """Send a header already serialised (by :func:`recv_frame`) and its blobs."""
+    sock.sendall(_LENGTH.pack(len(raw_header)) + raw_header)
+    for blob in blobs:
+        sock.sendall(blob)

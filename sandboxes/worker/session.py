@@ -1,23 +1,30 @@
-"""The processes of one session: init, holders, and (for rollback) runners.
+"""init: the first process of a session, the only one that talks to the host.
 
-Inside the session's namespaces *init* (PID 1) forks a *holder*, the process
-whose memory is the namespace the model sees. With ``on_error`` keep or reset the
-holder runs code itself (the fast path): a SIGALRM interrupts code at its time
-limit like Ctrl-C in a notebook, and if the code ignores it, init kills every
-process of the session and starts a fresh holder.
+Inside the session's namespaces *init* (PID 1) forks a *holder* (holder.py), the
+process whose memory is the namespace the model sees, and relays between the
+host and it. Everything that must hold whatever the model's code does lives
+here, in a process that code cannot write to, trace or signal (init keeps
+root's uid and is not dumpable, the holder runs as the session's own uid with no
+capabilities; a PID namespace's init ignores signals from inside it):
 
-With ``on_error: rollback`` each run happens in a *runner* forked into a fresh
-PID namespace: a failure or timeout kills the runner's whole process tree and
-the holder, untouched, still has the state after the last successful run. A
-successful runner becomes the new holder; the old one sleeps underneath it.
+- the hard timeout: init knows when each run starts (it forwards the request)
+  and kills every process of the session when the time plus a grace is over;
+- the CPU limit: init gives the holder a fresh hard = soft ``RLIMIT_CPU`` before
+  each run, which the holder itself can only lower;
+- the record channel: exactly one ``result`` frame per run, carrying the run's
+  random token, is forwarded; any other frame (forged, out of turn, malformed)
+  discards the run, kills and restarts the session, and the record says
+  ``SessionCompromised``. Wall time over the limit is reported as a timeout
+  whatever the record claims (finalizers, swallowed interrupts).
 
-Exit statuses are never trusted (model code can call ``os._exit`` with any
-number): a holder declares why it leaves on a channel to its parent first.
+The holder's channel is a socketpair: the host's socket never enters a process
+that runs model code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -27,346 +34,446 @@ from typing import Any
 
 from . import isolation
 from .engine import Engine
-from .protocol import ProtocolError, recv_message, send_message
+from .holder import Holder, failure
+from .protocol import ProtocolError, recv_frame, recv_message, send_message, send_raw
 
-CLOSE, RESTART, RESET = "close", "restart", "reset"  # why a holder leaves
-LEAVE_REASONS = (CLOSE, RESTART, RESET)
+__all__ = ["init_main"]
 
-
-class Holder:
-    """Owns the current namespace and serves the host's requests."""
-
-    def __init__(self, host: socket.socket, engine: Engine, spec: dict[str, Any]) -> None:
-        self.host, self.engine, self.spec = host, engine, spec
-        self.watch: int | None = None  # pipe to init (the first holder)
-        self.parent: socket.socket | None = None  # channel to the previous holder (runners)
-        self.notice: tuple[str, str] | None = None  # (restored, why) for the next record
-
-    def serve(self) -> str:
-        """Serve requests; declare to our parent why we leave, then return it."""
-        isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)  # runners re-parent to us
-        reason = self._serve()
-        self._tell_init(f"X {reason}\n")
-        if self.parent is not None:
-            with contextlib.suppress(OSError):
-                send_message(self.parent, {"op": "leave", "reason": reason})
-        return reason
-
-    def _serve(self) -> str:
-        while True:
-            try:
-                message, _ = recv_message(self.host)
-            except ProtocolError:
-                return CLOSE
-            op = message.get("op")
-            if op in (CLOSE, RESTART):
-                return str(op)
-            if op != "run":
-                send_message(self.host, {"op": "error", "message": f"unknown op {op!r}"})
-                continue
-            code, timeout = str(message.get("code", "")), float(message.get("timeout", 15))
-            rollback = self.spec.get("on_error") == "rollback"
-            leave = self.run_forked(code, timeout) if rollback else self.run_inline(code, timeout)
-            if leave is not None:
-                return leave
-
-    # -- the fast path: run here ---------------------------------------------------
-
-    def run_inline(self, code: str, timeout: float) -> str | None:
-        """Run in this process; init kills the session if the code ignores the alarm."""
-        self._tell_init(f"S {timeout}\n")
-        isolation.limit_cpu_from_now(int(self.spec.get("cpu_time_s", 60)))
-        header, blobs = self.engine.run(code, timeout)
-        self._tell_init("E\n")
-        if header.get("error") is not None and self.spec.get("on_error") == "reset":
-            self._send({**header, "restored": "reset"}, blobs)
-            return RESET
-        self._send(header, blobs)
-        return None
-
-    def _tell_init(self, line: str) -> None:
-        if self.watch is not None:
-            with contextlib.suppress(OSError):
-                os.write(self.watch, line.encode())
-
-    # -- the rollback path: run in a child that can be thrown away ------------------
-
-    def run_forked(self, code: str, timeout: float) -> str | None:
-        """Run in a runner with its own PID namespace; keep it only if it succeeds."""
-        ours, theirs = socket.socketpair()
-        pid, own_namespace = self._spawn_runner(theirs, code)
-        theirs.close()
-        ours.settimeout(timeout)
-        started = time.monotonic()
-        try:
-            header, blobs = recv_message(ours)
-        except TimeoutError:
-            self._kill(pid, own_namespace)
-            header, blobs = _failure(f"the code ran longer than {timeout:g} s", timeout, True), []
-        except ProtocolError:
-            status = self._kill(pid, own_namespace)
-            header, blobs = _failure(_describe_status(status), time.monotonic() - started), []
-        if header.get("error") is None and not header.get("timed_out"):
-            self._send(header, blobs)
-            ours.settimeout(None)
-            socket.send_fds(ours, [b"commit"], [self.host.fileno()])
-            return self._sleep_under(pid, ours)
-        self._kill(pid, own_namespace)
-        ours.close()
-        self._send({**header, "restored": "rollback"}, blobs)
-        return None
-
-    def _sleep_under(self, pid: int, channel: socket.socket) -> str | None:
-        """Wait while the runner, now the holder, serves; take over again if it dies."""
-        try:
-            message, _ = recv_message(channel)
-            reason = message.get("reason")
-        except ProtocolError:
-            reason = None
-        channel.close()
-        _wait(pid)
-        if reason in LEAVE_REASONS:
-            return str(reason)
-        self.notice = (
-            "rollback",
-            "the state after a later run was lost (its process died); the session "
-            "continues from the state before that run",
-        )
-        return None
-
-    def _spawn_runner(self, channel: socket.socket, code: str) -> tuple[int, bool]:
-        read_end, write_end = os.pipe()
-        helper = os.fork()
-        if helper == 0:
-            os.close(read_end)
-            own_namespace = _enter_run_namespace()
-            pid = os.fork()
-            if pid == 0:
-                self._runner(channel, code, own_namespace)
-            os.write(write_end, f"{pid} {int(own_namespace)}".encode())
-            os._exit(0)
-        os.close(write_end)
-        _wait(helper)
-        pid_text, ns_text = os.read(read_end, 64).decode().split()
-        os.close(read_end)
-        return int(pid_text), ns_text == "1"
-
-    def _runner(self, channel: socket.socket, code: str, own_namespace: bool) -> None:
-        try:
-            self.host.close()  # model code must not reach the host channel
-            if self.watch is not None:
-                os.close(self.watch)
-            if not own_namespace:
-                os.setpgid(0, 0)
-            isolation.limit_cpu_from_now(int(self.spec.get("cpu_time_s", 60)))
-            self.engine.after_fork()
-            header, blobs = self.engine.run(code)
-            send_message(channel, header, blobs)
-            _, fds, _, _ = socket.recv_fds(channel, 16, 1)
-            if not fds:
-                os._exit(0)
-            holder = Holder(socket.socket(fileno=fds[0]), self.engine, self.spec)
-            holder.parent = channel
-            holder.serve()
-        finally:
-            os._exit(0)
-
-    @staticmethod
-    def _kill(pid: int, own_namespace: bool) -> int:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid if own_namespace else -pid, signal.SIGKILL)
-        return _wait(pid)
-
-    # -- records -------------------------------------------------------------------
-
-    def _send(self, header: dict[str, Any], blobs: list[bytes]) -> None:
-        if self.notice is not None:
-            header["restored"], why = self.notice
-            header["stderr"] = f"[{why}]\n" + str(header.get("stderr", ""))
-            self.notice = None
-        send_message(self.host, {"op": "result", **header}, blobs)
-
-    def send_lost_run(self, kind: str, detail: str) -> None:
-        """Report the run that took the whole session down (hard timeout or crash)."""
-        if kind == "timeout":
-            message = (
-                f"the code ignored its {detail} s time limit and was killed with every "
-                "process of the session; the session restarted from its inputs"
-            )
-            header = _failure(message, float(detail or 0), timed_out=True)
-        else:
-            header = _failure(f"{detail}; the session restarted from its inputs", 0.0)
-        header.update(session_died=True, restored="reset")
-        self._send(header, [])
+#: What init keeps: kill the session, start holders as the session's uid, set their limits.
+INIT_CAPS = (
+    isolation.CAP_KILL,
+    isolation.CAP_SETUID,
+    isolation.CAP_SETGID,
+    isolation.CAP_SYS_RESOURCE,
+)
+_CONFIG_KEYS = ("env", "images", "tools", "on_error", "max_output_chars")
 
 
-def _failure(message: str, duration: float, timed_out: bool = False) -> dict[str, Any]:
-    kind = "TimeoutError" if timed_out else "ProcessDied"
-    return {
-        "stdout": "",
-        "stderr": "",
-        "truncated": [],
-        "error": {"type": kind, "message": message, "traceback": ""},
-        "images": [],
-        "files": [],
-        "duration_s": duration,
-        "timed_out": timed_out,
-    }
-
-
-def _enter_run_namespace() -> bool:
-    """A fresh user+PID namespace for the runner; False when the kernel refuses."""
-    try:
-        isolation.enter_user_namespace(isolation.CLONE_NEWPID)
-    except OSError:
-        return False
-    return True
-
-
-def _wait(pid: int) -> int:
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return 0
-        except InterruptedError:
-            continue
-
-
-def _describe_status(status: int) -> str:
-    kept = "the state before this run was kept"
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        limited = name in ("SIGKILL", "SIGXCPU", "SIGXFSZ")
-        hint = " (out of memory or a resource limit?)" if limited else ""
-        return f"the process running the code was killed by {name}{hint}; {kept}"
-    return f"the process running the code exited ({os.waitstatus_to_exitcode(status)}); {kept}"
-
-
-# -- init: PID 1 of the session --------------------------------------------------------
+class StartError(Exception):
+    """A holder could not start (an engine error before any model code ran)."""
 
 
 def init_main(host: socket.socket, spec: dict[str, Any], isolation_label: str) -> None:
-    """Start holders, answer for runs that killed them, enforce hard timeouts, reap."""
-    announce, lost = True, None
-    grace = float(spec.get("kill_grace_s", 1.0))
-    isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)  # orphans come to us even if not PID 1
-    while True:
-        watch_read, watch_write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(watch_read)
-            _holder_main(host, spec, isolation_label, watch_write, announce, lost)
-        os.close(watch_write)
-        reason, overran, in_flight = _watch(pid, watch_read, grace)
-        os.close(watch_read)
-        if overran is not None:
-            _kill_everything()
-        if reason == CLOSE:
-            os._exit(0)
-        announce = reason == RESTART
-        lost = None
-        if overran is not None:
-            lost = ("timeout", overran)
-        elif reason is None and in_flight:
-            lost = ("died", "the process running the code exited or was killed")
-
-
-def _holder_main(
-    host: socket.socket,
-    spec: dict[str, Any],
-    label: str,
-    watch: int,
-    announce: bool,
-    lost: tuple[str, str] | None,
-) -> None:
+    """Serve the session until the host closes it; never returns."""
     try:
-        isolation.set_limits(spec.get("holder_limits", {}))
-        images, limit = list(spec.get("images", [])), int(spec.get("max_output_chars", 8000))
-        holder = Holder(host, Engine(".", images, limit, spec.get("tools")), spec)
-        holder.watch = watch
-        if announce:
-            send_message(host, {"op": "ready", "isolation": label})
-        if lost is not None:
-            holder.send_lost_run(*lost)
-        holder.serve()
+        Init(host, spec, isolation_label).main()
     finally:
         os._exit(0)
 
 
-def _watch(pid: int, fd: int, grace: float) -> tuple[str | None, str | None, bool]:
-    """Wait for the holder to leave: (declared reason, time limit if overran, run in flight)."""
-    deadline: float | None = None
-    limit, reason, pending = "", None, b""
-    while True:
-        wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        if select.select([fd], [], [], wait)[0]:
-            chunk = os.read(fd, 4096)
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                kind, _, value = line.decode(errors="replace").partition(" ")
-                if kind == "S":
-                    limit, deadline = value, time.monotonic() + float(value or 0) + grace
-                elif kind == "E":
-                    deadline = None
-                elif kind == "X" and value in LEAVE_REASONS:
-                    reason = value
-            if not chunk:
-                _reap_until(pid)
-                return reason, None, deadline is not None and reason is None
-        if _reap_others(pid):
-            return reason, None, deadline is not None and reason is None
-        if deadline is not None and time.monotonic() >= deadline:
-            return None, limit, True
+class Init:
+    """Relays host <-> holder, enforces limits, restarts holders, reaps."""
 
+    def __init__(self, host: socket.socket, spec: dict[str, Any], label: str) -> None:
+        self.host, self.spec, self.label = host, spec, label
+        self.grace = float(spec.get("kill_grace_s", 1.0))
+        self.cpu = int(spec.get("cpu_time_s", 60))
+        self.cpu_soft = False  # True where init cannot set the holder's hard limit
+        self.pid = 0
+        self.chan: socket.socket | None = None
+        self.config: dict[str, Any] = {k: spec[k] for k in _CONFIG_KEYS if k in spec}
+        self.pending: dict[str, Any] | None = None  # the next record, set by an attack
+        self.notice: str | None = None  # a note for the next record (holder died idle)
+        self.files: tuple[list[str], list[bytes]] = ([], [])  # inputs, rewritten per holder
 
-def _reap_others(holder: int) -> bool:
-    """Reap exited children (orphans re-parent to us); True if the holder was one."""
-    while True:
+    def main(self) -> None:
+        isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)  # orphans come to us
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # PID 1: ignore the session's signals
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
+            self._start_holder()
+            if self.spec.get("await_configure"):
+                send_message(self.host, {"op": "spawned"})
+                self._configure()
+            self._hand_config()
+        except (StartError, ProtocolError, OSError) as exc:
+            with contextlib.suppress(OSError):
+                send_message(self.host, {"op": "failed", "message": str(exc)})
+            return
+        send_message(self.host, {"op": "ready", "isolation": self.label})
+        self._serve()
+
+    # -- holders -------------------------------------------------------------------
+
+    def _start_holder(self) -> None:
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
         if pid == 0:
-            return False
-        if pid == holder:
-            return True
+            _holder_main(theirs, self.spec)
+        theirs.close()
+        self.pid, self.chan = pid, ours
 
-
-def _reap_until(holder: int) -> None:
-    while True:
+    def _hand_config(self) -> None:
+        """Give the (pre-forked) holder its configuration; wait for its engine."""
+        assert self.chan is not None
+        names, blobs = self.files
+        send_message(self.chan, {"op": "configure", **self.config, "files": names}, blobs)
+        self.chan.settimeout(60)
         try:
-            if os.waitpid(-1, 0)[0] == holder:
+            header, _ = recv_message(self.chan)
+        except (ProtocolError, TimeoutError) as exc:
+            raise StartError(f"the session's engine did not start: {exc}") from None
+        finally:
+            self.chan.settimeout(None)
+        if header.get("op") != "ready":
+            raise StartError(str(header.get("message", "the session's engine did not start")))
+
+    def _configure(self) -> None:
+        """Receive this session's inputs and settings (a pooled session gets them late)."""
+        header, blobs = recv_message(self.host)
+        if header.get("op") != "configure":
+            raise ProtocolError(f"expected configure, got {header.get('op')!r}")
+        names = [str(n) for n in header.get("files", [])]
+        if len(names) != len(blobs):
+            raise ProtocolError("configure: file names do not match the attached data")
+        for name in names:
+            if "/" in name or name in ("", ".", ".."):
+                raise ProtocolError(f"configure: bad file name {name!r}")
+        self.files = (names, blobs)
+        self.config.update({k: header[k] for k in _CONFIG_KEYS if k in header})
+        self.label += str(header.get("label", ""))
+
+    def _restart_holder(self) -> None:
+        """Kill every process of the session and start a fresh holder from the inputs."""
+        self._kill_everything()
+        if self.chan is not None:
+            self.chan.close()
+        self._start_holder()
+        self._hand_config()
+
+    # -- the host's requests -------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            message = self._next_request()
+            op = None if message is None else message.get("op")
+            if op is None or op == "close":
+                self._kill_everything()
                 return
-        except ChildProcessError:
-            return
+            try:
+                if op == "restart":
+                    self._restart_holder()
+                    self.pending = self.notice = None
+                    send_message(self.host, {"op": "ready", "isolation": self.label})
+                elif op == "run":
+                    assert message is not None
+                    self._run(str(message.get("code", "")), float(message.get("timeout", 15)))
+                else:
+                    send_message(self.host, {"op": "error", "message": f"unknown op {op!r}"})
+            except StartError as exc:
+                with contextlib.suppress(OSError):
+                    send_message(self.host, {"op": "failed", "message": str(exc)})
+                self._kill_everything()
+                return
 
+    def _next_request(self) -> dict[str, Any] | None:
+        """The host's next message; meanwhile watch the holder (frames, death) and reap."""
+        assert self.chan is not None
+        while True:
+            ready = select.select([self.host, self.chan], [], [], 0.5)[0]
+            if self.chan in ready:
+                self._frame_between_runs()
+            elif self._reap(self.pid):
+                self._holder_died_idle()
+            if self.host in ready:
+                try:
+                    message, _ = recv_message(self.host)
+                except ProtocolError:
+                    return None
+                return message
 
-def _kill_everything() -> None:
-    """SIGKILL every other process of the session, then reap them.
-
-    As PID 1 of the session's own PID namespace, ``kill(-1)`` reaches exactly the
-    session. Otherwise (no namespaces, or a container's child) ``kill(-1)`` would
-    reach every process of this uid on the machine, so we kill our descendants
-    instead; as a child subreaper we inherit orphans, so detached ones count too.
-    """
-    if os.getpid() == 1:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(-1, signal.SIGKILL)
-    else:
-        for _ in range(100):  # a fork bomb may add children while we kill
-            victims = _descendants(os.getpid())
-            if not victims:
-                break
-            for pid in victims:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            _reap_exited()
-    while True:
+    def _frame_between_runs(self) -> None:
+        assert self.chan is not None
         try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
+            data = self.chan.recv(1 << 16, socket.MSG_DONTWAIT)
+        except BlockingIOError:
             return
+        except OSError:
+            data = b""
+        if not data:  # every holder is gone
+            self._holder_died_idle()
+            return
+        self._compromised("wrote on the session's record channel between runs")
+
+    def _holder_died_idle(self) -> None:
+        self._restart_holder()
+        self.notice = (
+            "[a process of the session died between runs (a thread or child of earlier "
+            "code, or the memory limit); the session restarted from its inputs]\n"
+        )
+
+    def _compromised(self, what: str) -> None:
+        self._restart_holder()
+        self.pending = {
+            **failure(
+                f"code in this session {what}: a forged or out-of-turn frame. Nothing it "
+                "sent was accepted; every process of the session was killed and the "
+                "session restarted from its inputs",
+                0.0,
+            ),
+            "session_died": True,
+            "restored": "reset",
+        }
+        self.pending["error"]["type"] = "SessionCompromised"
+
+    # -- one run -------------------------------------------------------------------
+
+    def _run(self, code: str, timeout: float) -> None:
+        assert self.chan is not None
+        if self.pending is not None:  # the attack's record, instead of this run
+            header, self.pending = self.pending, None
+            send_message(self.host, {"op": "result", **header})
+            return
+        token = os.urandom(12).hex()
+        self._limit_cpu()
+        request: dict[str, Any] = {"op": "run", "code": code, "timeout": timeout, "token": token}
+        if self.cpu_soft:
+            request["cpu_soft"] = True
+        start = time.monotonic()
+        send_message(self.chan, request)
+        result, blobs, raw = self._await_result(token, timeout, start)
+        if result is None:
+            return
+        header = result
+        elapsed = time.monotonic() - start
+        amended = self._amend(header, timeout, elapsed)
+        if amended:
+            header.pop("blobs", None)
+            header.pop("token", None)
+            send_message(self.host, header, blobs)
+        else:
+            send_raw(self.host, raw, blobs)
+        if header.get("error") is not None and self.config.get("on_error") == "reset":
+            self._restart_holder()
+
+    def _await_result(
+        self, token: str, timeout: float, start: float
+    ) -> tuple[dict[str, Any] | None, list[bytes], bytes]:
+        """The run's record from the holder, or None after reporting why there is none."""
+        assert self.chan is not None
+        deadline = start + timeout + self.grace
+        # The CPU baseline is read at the first tick, not per run (most runs end before
+        # it): a run gets its budget plus what it used in its first quarter second.
+        cpu_start: float | None = None
+        while True:
+            wait = max(0.0, min(0.25, deadline - time.monotonic()))
+            if select.select([self.chan], [], [], wait)[0]:
+                self.chan.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    header, blobs, raw = recv_frame(self.chan)
+                except (ProtocolError, OSError) as exc:  # OSError: a torn frame timed out
+                    if "closed" in str(exc) or self._reap(self.pid):
+                        self._lost("the process running the code exited or was killed")
+                    else:  # a torn or oversized frame from a live process
+                        self._compromised(f"sent an unreadable frame ({exc})")
+                        self._send_pending()
+                    return None, [], b""
+                finally:
+                    if self.chan is not None:
+                        self.chan.settimeout(None)
+                if header.get("op") != "result" or header.get("token") != token:
+                    self._compromised("sent a frame that is not this run's record")
+                    self._send_pending()
+                    return None, [], b""
+                return header, blobs, raw
+            if self._reap(self.pid):
+                self._lost("the process running the code exited or was killed")
+                return None, [], b""
+            if cpu_start is None:
+                cpu_start = self._cpu_used()
+            elif self._cpu_used() - cpu_start > self.cpu:
+                self._kill_everything()
+                message = (
+                    f"the code used more than its {self.cpu} s of CPU time and was killed "
+                    "with every process of the session; the session restarted from its inputs"
+                )
+                header = failure(message, time.monotonic() - start)
+                header["error"]["type"] = "CPUTimeExceeded"
+                self._report_lost(header)
+                return None, [], b""
+            if time.monotonic() >= deadline:
+                self._kill_everything()
+                message = (
+                    f"the code ignored its {timeout:g} s time limit and was killed with "
+                    "every process of the session; the session restarted from its inputs"
+                )
+                self._report_lost(failure(message, timeout, timed_out=True))
+                return None, [], b""
+
+    def _amend(self, header: dict[str, Any], timeout: float, elapsed: float) -> bool:
+        """Fix what init knows better than the holder; True if the header changed."""
+        changed = False
+        if elapsed > timeout and not header.get("timed_out"):
+            # A finalizer (__del__) or code that swallowed the interrupt used the time.
+            header["timed_out"] = True
+            if header.get("error") is None:
+                header["error"] = {
+                    "type": "TimeoutError",
+                    "message": f"the run took {elapsed:.2f} s, over its {timeout:g} s limit "
+                    "(time spent in finalizers or after a swallowed interrupt counts)",
+                    "traceback": "",
+                }
+            changed = True
+        if header.get("error") is not None and self.config.get("on_error") == "reset":
+            header["restored"] = "reset"
+            changed = True
+        if self.notice is not None:
+            header["stderr"] = self.notice + str(header.get("stderr", ""))
+            header["restored"] = header.get("restored") or "reset"
+            self.notice = None
+            changed = True
+        return changed
+
+    def _lost(self, why: str) -> None:
+        self._kill_everything()
+        self._report_lost(failure(f"{why}; the session restarted from its inputs", 0.0))
+
+    def _report_lost(self, header: dict[str, Any]) -> None:
+        """Restart the holder, then send the record of the run that took it down."""
+        if self.chan is not None:
+            self.chan.close()
+        self._start_holder()
+        self._hand_config()
+        header.update(session_died=True, restored="reset")
+        self.notice = None
+        send_message(self.host, {"op": "result", **header})
+
+    def _send_pending(self) -> None:
+        header, self.pending = self.pending, None
+        if header is not None:
+            send_message(self.host, {"op": "result", **header})
+
+    def _cpu_used(self) -> float:
+        try:
+            return isolation.cpu_seconds(self.pid)
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def _limit_cpu(self) -> None:
+        if self.cpu_soft:
+            return
+        try:
+            isolation.limit_cpu_of(self.pid, self.cpu)
+        except OSError:  # no CAP_SYS_RESOURCE here (a container's init): the holder's soft limit
+            self.cpu_soft = True
+
+    # -- processes -------------------------------------------------------------------
+
+    def _reap(self, holder: int) -> bool:
+        """Reap exited children (orphans re-parent to us); True if ``holder`` was one."""
+        found = False
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return found
+            if pid == 0:
+                return found
+            found = found or pid == holder
+
+    def _kill_everything(self) -> None:
+        """SIGKILL every other process of the session, then reap them.
+
+        As PID 1 of the session's own PID namespace, ``kill(-1)`` reaches exactly the
+        session. Otherwise (no namespaces, or a container's child) ``kill(-1)`` would
+        reach every process of this uid on the machine, so we kill our descendants
+        instead; as a child subreaper we inherit orphans, so detached ones count too.
+        """
+        if os.getpid() == 1:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+        else:
+            for _ in range(100):  # a fork bomb may add children while we kill
+                victims = _descendants(os.getpid())
+                if not victims:
+                    break
+                for pid in victims:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                self._reap(0)
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+
+
+def _holder_main(channel: socket.socket, spec: dict[str, Any]) -> None:
+    """The holder: drop every privilege and inherited descriptor, then serve init.
+
+    Its engine (capture threads and pipes) is built before the inputs arrive, so a
+    pooled session spends nothing on it when it is handed out.
+    """
+    try:
+        isolation.close_fds_except((channel.fileno(),))
+        _drop_privileges(spec)
+        isolation.set_limits(spec.get("session_limits", {}))
+        limits = dict(spec.get("holder_limits", {}))
+        if "as" in limits:  # memory_mb on top of what the fork already maps (shared pages)
+            limits["as"] += _mapped_bytes()
+        isolation.set_limits(limits)
+        limit = int(spec.get("max_output_chars") or 8000)
+        try:
+            engine = Engine(".", [], limit)
+        except Exception as exc:
+            send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(0)
+        message, blobs = recv_message(channel)
+        if message.get("op") != "configure":
+            os._exit(0)
+        _write_inputs([str(n) for n in message.get("files") or []], blobs)
+        os.environ.clear()
+        os.environ.update(message.get("env") or {})
+        images = [str(name) for name in message.get("images") or []]
+        tools = message.get("tools")
+        if isinstance(tools, str):  # the bundle's JSON text, as the host sent it
+            tools = json.loads(tools)
+        engine.max_bytes = max(1, int(message.get("max_output_chars") or limit)) * 4
+        try:
+            engine.add_inputs(images, tools)
+        except Exception as exc:
+            send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(0)
+        config = {**spec, "on_error": message.get("on_error", spec.get("on_error"))}
+        send_message(channel, {"op": "ready"})
+        Holder(channel, engine, config).serve()
+    finally:
+        os._exit(0)
+
+
+def _mapped_bytes() -> int:
+    """This process's address space now (the zygote's imports, shared with it)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_inputs(names: list[str], blobs: list[bytes]) -> None:
+    """Write (or restore) the session's input files, as the session's own uid."""
+    for name, data in zip(names, blobs, strict=True):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            os.unlink(name)  # whatever the code left there: a symlink, say
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+
+def _drop_privileges(spec: dict[str, Any]) -> None:
+    """The session's own uid where the host is root; no capabilities in any case."""
+    uid = spec.get("uid")
+    if uid is not None and os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)  # every capability goes with root's uid
+        # setuid made us non-dumpable; rollback's runners write their uid_map in /proc/self.
+        isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
+    else:
+        with contextlib.suppress(OSError):
+            isolation.keep_capabilities(())
+    isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _descendants(root: int) -> list[int]:
@@ -389,12 +496,3 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             stack.append(child)
     return found
-
-
-def _reap_exited() -> None:
-    while True:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                return
-        except ChildProcessError:
-            return

@@ -33,6 +33,9 @@ __all__ = [
     "SUPPORTED_VERL",
     "check_versions",
     "compose",
+    "cpu_environment",
+    "cpu_overrides",
+    "metrics_path",
     "verl_overrides",
     "write_agent_loop_config",
 ]
@@ -42,6 +45,13 @@ SUPPORTED_VERL = (">=0.9.1", "<0.10")
 AGENT_LOOP = "codedance"
 SETUP_HOOK = "codedance.trainers.verl.setup.register_all"
 CONFIG_ENV = "CODEDANCE_CONFIG"
+PLATFORM_ENV = "VERL_PLATFORM"
+METRICS_ENV = "VERL_FILE_LOGGER_PATH"
+METRICS_FILE = "metrics.jsonl"
+EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+#: Imported by verl itself in every process of a CPU run (see cpu_environment).
+CPU_MODULES = ("codedance.trainers.verl.platform", "codedance.trainers.verl.rollout")
+ROLLOUT_CPU = "codedance-hf"
 
 
 def check_versions() -> str:
@@ -136,12 +146,61 @@ def verl_overrides(config: Config, workdir: Path, config_file: Path | None = Non
         f"trainer.project_name={t.project}",
         f"trainer.experiment_name={t.experiment}",
         f"trainer.default_local_dir={Path(t.output_dir).resolve() / 'checkpoints'}",
-        "trainer.logger=[console]",
+        # console, and every step's metrics as one JSON line in output_dir/metrics.jsonl
+        "trainer.logger=[console,file]",
         f"+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook={SETUP_HOOK}",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.{METRICS_ENV}={metrics_path(config)}",
     ]
     if config_file is not None:
         overrides.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.{CONFIG_ENV}={config_file}")
+    if t.device == "cpu":
+        overrides = [*_without(overrides, f"{rollout}.name="), *cpu_overrides(config)]
     return [*overrides, *t.overrides]
+
+
+def metrics_path(config: Config) -> Path:
+    """Where verl's file logger writes each step's metrics (one JSON object a line)."""
+    return Path(config.training.output_dir).resolve() / METRICS_FILE
+
+
+def _without(overrides: Sequence[str], prefix: str) -> list[str]:
+    return [item for item in overrides if not item.startswith(prefix)]
+
+
+def cpu_environment() -> dict[str, str]:
+    """The variables that put verl in every process on the CPU platform and HF rollout."""
+    return {PLATFORM_ENV: "cpu", EXTERNAL_MODULES_ENV: ",".join(CPU_MODULES)}
+
+
+def cpu_overrides(config: Config) -> list[str]:
+    """The CPU profile (docs/training-cpu.md): verl's recipe, placed on CPU processes.
+
+    gloo and the CPU platform come from :mod:`codedance.trainers.verl.platform`, loaded
+    in every process through ``VERL_USE_EXTERNAL_MODULES``; generation from the
+    ``codedance-hf`` rollout. FSDP2, because FSDP1 refuses CPU parameters; no
+    remove-padding, because Qwen-VL's packed path needs flash-attn; ``sdpa`` attention.
+    Ray gets ``nnodes * gpus_per_node`` *logical* GPUs, one per trainer process (verl's
+    resource pools count GPUs); one agent-loop worker and one reward worker.
+    """
+    t = config.training
+    ref = "actor_rollout_ref"
+    env = "+ray_kwargs.ray_init.runtime_env.env_vars"
+    return [
+        "trainer.device=cpu",
+        f"{ref}.actor.strategy=fsdp2",
+        f"{ref}.ref.strategy=fsdp2",
+        f"{ref}.model.use_remove_padding=false",
+        f"+{ref}.model.override_config.attn_implementation=sdpa",
+        f"{ref}.rollout.name={ROLLOUT_CPU}",
+        f"{ref}.rollout.tensor_model_parallel_size=1",
+        f"{ref}.rollout.checkpoint_engine.backend=naive",
+        f"{ref}.rollout.agent.num_workers=1",
+        "data.dataloader_num_workers=0",
+        f"+ray_kwargs.ray_init.num_gpus={t.nnodes * t.gpus_per_node}",
+        f"ray_kwargs.ray_init.num_cpus={max(8, 2 * t.nnodes * t.gpus_per_node + 4)}",
+        "+ray_kwargs.ray_init.include_dashboard=false",  # its processes cost memory, not needed
+        *(f"{env}.{key}='{value}'" for key, value in cpu_environment().items()),
+    ]
 
 
 def _list(items: Sequence[str]) -> str:

@@ -60,11 +60,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codedance.core.errors import ConfigError, MissingDependencyError
 from codedance.rewards.composition import RewardComposition, ScoreCard
 from codedance.runtime.types import Trajectory
+
+if TYPE_CHECKING:
+    from codedance.core.config import Config
 
 try:
     import numpy as np
@@ -255,6 +258,11 @@ def composition_from_config(config_path: str | None = None) -> RewardComposition
     The configuration and its plugins come from the same sources, as the agent loop
     loads them, so reward plugins named in the file are found.
     """
+    return _from_config(config_path)[0]
+
+
+def _from_config(config_path: str | None = None) -> tuple[RewardComposition, Config]:
+    """The composition and the whole configuration it was built from."""
     from codedance.core.config import validate_sources
     from codedance.core.discovery import load_registry, pinned_registry
     from codedance.core.sources import load_sources
@@ -267,7 +275,7 @@ def composition_from_config(config_path: str | None = None) -> RewardComposition
             "Fix: add entries under `rewards:` in registry.yaml (e.g. accuracy, format, bat)."
         )
     registry = pinned_registry() or load_registry(sources.plugin_specs())
-    return RewardComposition.from_config(config.rewards, registry)
+    return RewardComposition.from_config(config.rewards, registry), config
 
 
 @register(MANAGER_NAME)
@@ -313,6 +321,14 @@ def attach_rewards(
     ``prompts`` is the batch the rollout was made for (same rows, same order); its
     ``uid`` is used when the agent loop's output does not carry it.
     """
+    _attach(output, prompts, composition)
+    return output
+
+
+def _attach(
+    output: DataProto, prompts: DataProto, composition: RewardComposition
+) -> tuple[list[Trajectory], list[ScoreCard]]:
+    """:func:`attach_rewards`, returning the trajectories and score cards it computed."""
     if UID_KEY not in output.non_tensor_batch and UID_KEY in prompts.non_tensor_batch:
         output.non_tensor_batch[UID_KEY] = prompts.non_tensor_batch[UID_KEY]
     trajectories, cards = score_batch(output, composition)
@@ -320,11 +336,11 @@ def attach_rewards(
     info = extra_info(cards)
     output.non_tensor_batch.update({key: np.array(values) for key, values in info.items()})
     output.meta_info["reward_extra_keys"] = list(info)
-    return output
+    return trajectories, cards
 
 
 class CodedanceAgentLoopManager(AgentLoopManager):
-    """verl's ``AgentLoopManager`` that scores each generated batch by ``uid`` group.
+    """verl's ``AgentLoopManager`` that scores, guards and measures each generated batch.
 
     Named by ``actor_rollout_ref.rollout.agent.agent_loop_manager_class``; verl's legacy
     trainer builds it with ``create`` and calls :meth:`generate_sequences` on every
@@ -332,7 +348,10 @@ class CodedanceAgentLoopManager(AgentLoopManager):
     the agent-loop workers (``reward_loop_worker_handles`` is dropped), so rollouts
     come back unscored and the whole batch is scored here with registry.yaml's
     ``rewards`` and $CODEDANCE_CONFIG (which ``codedance train`` sets in every Ray
-    worker, verl's TaskRunner actor included).
+    worker, verl's TaskRunner actor included). Then ``training.health``'s
+    :class:`~codedance.trainers.verl.health.HealthMonitor` checks the batch's images
+    (the modality guard), adds the health metrics to ``meta_info["timing"]`` and, on
+    training batches, steps the tool-collapse alarm and applies the remedies.
     """
 
     def __init__(
@@ -344,10 +363,22 @@ class CodedanceAgentLoopManager(AgentLoopManager):
     ) -> None:
         # None is verl's own default, despite its annotation: no per-sample scoring.
         super().__init__(config, llm_client, teacher_client, None)  # type: ignore[arg-type]
-        self.composition = composition_from_config()
+        from codedance.trainers.verl.health import HealthMonitor
+
+        self.composition, settings = _from_config()
+        self.health = HealthMonitor(settings.training.health, self._policy_processor)
 
     @auto_await  # type: ignore[untyped-decorator]
     async def generate_sequences(self, prompts: DataProto) -> DataProto:
-        """verl's rollout of ``prompts``, then :func:`attach_rewards` on the whole batch."""
-        output = await super().generate_sequences(prompts)
-        return attach_rewards(output, prompts, self.composition)
+        """verl's rollout of ``prompts``, :func:`attach_rewards`, then the health monitor."""
+        output: DataProto = await super().generate_sequences(prompts)
+        trajectories, cards = _attach(output, prompts, self.composition)
+        metrics = self.health.observe(output, trajectories, cards, prompts.meta_info)
+        output.meta_info.setdefault("timing", {}).update(metrics)
+        return output
+
+    def _policy_processor(self) -> Any:
+        """The policy's processor, loaded as verl's agent-loop workers load it."""
+        from verl.utils.config import omega_conf_to_dataclass
+
+        return omega_conf_to_dataclass(self.config.actor_rollout_ref.model).processor
