@@ -488,3 +488,22 @@ def test_doctor_names_the_build_command_for_a_missing_image(real_engine):
     problem = DockerSandbox.doctor(config)
     assert problem is not None
     assert "codedance sandbox build-image --tag codedance-sandbox:absent" in problem
+
+
+def test_doctor_names_what_an_unlabelled_image_lacks(real_engine):
+    """An image not built by codedance is probed in a throwaway container."""
+    import io
+
+    dockerfile = (
+        f"FROM {IMAGE}\nLABEL org.codedance.sandbox.tools=\n"
+        "RUN rm -rf /usr/local/lib/python3*/dist-packages/numpy\n"
+    )
+    tag = "codedance-test:no-numpy"
+    real_engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        problem = DockerSandbox.doctor(SandboxConfig(backend="docker", options={"image": tag}))
+    finally:
+        real_engine.images.remove(tag, force=True)
+    assert problem is not None
+    assert f"the image {tag!r} lacks numpy" in problem
+    assert f"codedance sandbox build-image --base {tag}" in problem
