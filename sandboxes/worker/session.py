@@ -84,12 +84,19 @@ class Init:
             if self.spec.get("await_configure"):
                 send_message(self.host, {"op": "spawned"})
                 self._configure()
-            self._hand_config()
+                # Answer at once: the holder's engine is built, binding the inputs is
+                # quick and overlaps the host's next step; its first request waits in
+                # the socket until the holder has confirmed (or a failure is sent).
+                self._hand_config(wait=False)
+                send_message(self.host, {"op": "ready", "isolation": self.label})
+                self._expect("ready")
+            else:
+                self._hand_config()
+                send_message(self.host, {"op": "ready", "isolation": self.label})
         except (StartError, ProtocolError, OSError) as exc:
             with contextlib.suppress(OSError):
                 send_message(self.host, {"op": "failed", "message": str(exc)})
             return
-        send_message(self.host, {"op": "ready", "isolation": self.label})
         self._serve()
 
     # -- holders -------------------------------------------------------------------
@@ -101,12 +108,19 @@ class Init:
             _holder_main(theirs, self.spec)
         theirs.close()
         self.pid, self.chan = pid, ours
+        self._expect("built")  # its engine exists: a pooled session is ready but for inputs
 
-    def _hand_config(self) -> None:
-        """Give the (pre-forked) holder its configuration; wait for its engine."""
+    def _hand_config(self, wait: bool = True) -> None:
+        """Give the holder its configuration (inputs, tools); by default wait for it."""
         assert self.chan is not None
         names, blobs = self.files
         send_message(self.chan, {"op": "configure", **self.config, "files": names}, blobs)
+        if wait:
+            self._expect("ready")
+
+    def _expect(self, op: str) -> None:
+        """The holder's next message must be ``op``; StartError otherwise."""
+        assert self.chan is not None
         self.chan.settimeout(60)
         try:
             header, _ = recv_message(self.chan)
@@ -114,7 +128,7 @@ class Init:
             raise StartError(f"the session's engine did not start: {exc}") from None
         finally:
             self.chan.settimeout(None)
-        if header.get("op") != "ready":
+        if header.get("op") != op:
             raise StartError(str(header.get("message", "the session's engine did not start")))
 
     def _configure(self) -> None:
@@ -419,6 +433,7 @@ def _holder_main(channel: socket.socket, spec: dict[str, Any]) -> None:
         except Exception as exc:
             send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
             os._exit(0)
+        send_message(channel, {"op": "built"})
         message, blobs = recv_message(channel)
         if message.get("op") != "configure":
             os._exit(0)
