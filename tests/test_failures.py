@@ -364,3 +364,19 @@ def test_resume_runs_framework_failures_again_and_the_new_line_supersedes(tmp_pa
     resumed.close()
     runs = read_trajectories(tmp_path)
     assert [(t.task.id, t.failure) for t in runs] == [("t2", None), ("t1", None)]
+
+
+def test_viewer_marks_framework_failures_as_errors_with_an_anchor(tmp_path):
+    from codedance.runtime.store import RunWriter
+    from codedance.runtime.viewer import verdict, write_view
+
+    failed = _trajectory("", [], failure="sandbox_lost")
+    failed.rewards, failed.attempts = {"accuracy": 0.0, "accuracy.unscored": 1.0}, 3
+    assert verdict(failed) == "error"
+    writer = RunWriter(tmp_path)
+    writer.write(failed)
+    writer.close()
+    page = write_view(tmp_path).read_text()
+    assert 'id="t-t1"' in page
+    assert "sandbox_lost: not the model&#x27;s, not scored" in page
+    assert "3 (the framework failed the earlier ones)" in page
