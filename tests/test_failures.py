@@ -240,12 +240,13 @@ def test_async_sessions_get_thread_caps_and_the_specs_own_env_wins(sandbox):
     assert asyncio.run(run()) == "['1', '1', '3', '1']\n"
 
 
-def test_admission_runs_at_most_the_configured_number_at_once():
-    config = SandboxConfig(timeout_s=5, admission={"starting": 2, "running": 1})
-    program = "import time\nt = time.time()\ntime.sleep(0.3)\nprint(t, time.time())"
+def test_admission_runs_one_at_a_time_and_the_wait_is_not_on_the_clock():
+    """Four 0.8 s runs through one run slot: the last waits 2.4 s, past its 2 s limit."""
+    config = SandboxConfig(timeout_s=2, admission={"starting": 2, "running": 1})
+    program = "import time\nt = time.time()\ntime.sleep(0.8)\nprint(t, time.time())"
 
     async def run_all(backend: LocalSandbox) -> list[tuple[float, float]]:
-        sessions = await asyncio.gather(*(backend.aopen_session() for _ in range(3)))
+        sessions = await asyncio.gather(*(backend.aopen_session() for _ in range(4)))
         records = await asyncio.gather(*(s.arun(program) for s in sessions))
         for session in sessions:
             await session.aclose()
@@ -254,9 +255,10 @@ def test_admission_runs_at_most_the_configured_number_at_once():
 
     with LocalSandbox(config) as backend:
         spans = asyncio.run(run_all(backend))
-        assert backend.admission.waited >= 2
+        assert backend.admission.waited >= 3
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, spans
+    assert spans[-1][0] - spans[0][0] > 2.0  # the last one was admitted after its limit
 
 
 class WipedLocalSandbox(LocalSandbox):
