@@ -240,12 +240,13 @@ def test_async_sessions_get_thread_caps_and_the_specs_own_env_wins(sandbox):
     assert asyncio.run(run()) == "['1', '1', '3', '1']\n"
 
 
-def test_admission_runs_at_most_the_configured_number_at_once():
-    config = SandboxConfig(timeout_s=5, admission={"starting": 2, "running": 1})
-    program = "import time\nt = time.time()\ntime.sleep(0.3)\nprint(t, time.time())"
+def test_admission_runs_one_at_a_time_and_the_wait_is_not_on_the_clock():
+    """Five 0.8 s runs through one run slot: the last waits 3.2 s, past its 3 s limit."""
+    config = SandboxConfig(timeout_s=3, admission={"starting": 2, "running": 1})
+    program = "import time\nt = time.time()\ntime.sleep(0.8)\nprint(t, time.time())"
 
     async def run_all(backend: LocalSandbox) -> list[tuple[float, float]]:
-        sessions = await asyncio.gather(*(backend.aopen_session() for _ in range(3)))
+        sessions = await asyncio.gather(*(backend.aopen_session() for _ in range(5)))
         records = await asyncio.gather(*(s.arun(program) for s in sessions))
         for session in sessions:
             await session.aclose()
@@ -254,9 +255,10 @@ def test_admission_runs_at_most_the_configured_number_at_once():
 
     with LocalSandbox(config) as backend:
         spans = asyncio.run(run_all(backend))
-        assert backend.admission.waited >= 2
+        assert backend.admission.waited >= 4
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, spans
+    assert spans[-1][0] - spans[0][0] > 3.0  # the last one was admitted after its limit
 
 
 class WipedLocalSandbox(LocalSandbox):
@@ -364,3 +366,19 @@ def test_resume_runs_framework_failures_again_and_the_new_line_supersedes(tmp_pa
     resumed.close()
     runs = read_trajectories(tmp_path)
     assert [(t.task.id, t.failure) for t in runs] == [("t2", None), ("t1", None)]
+
+
+def test_viewer_marks_framework_failures_as_errors_with_an_anchor(tmp_path):
+    from codedance.runtime.store import RunWriter
+    from codedance.runtime.viewer import verdict, write_view
+
+    failed = _trajectory("", [], failure="sandbox_lost")
+    failed.rewards, failed.attempts = {"accuracy": 0.0, "accuracy.unscored": 1.0}, 3
+    assert verdict(failed) == "error"
+    writer = RunWriter(tmp_path)
+    writer.write(failed)
+    writer.close()
+    page = write_view(tmp_path).read_text()
+    assert 'id="t-t1"' in page
+    assert "sandbox_lost: not the model&#x27;s, not scored" in page
+    assert "3 (the framework failed the earlier ones)" in page
