@@ -3,10 +3,12 @@
 Each session is a container with no network, a read-only root filesystem,
 ``no-new-privileges``, memory (swap off), pids and CPU limits (one CPU unless
 ``sandbox.options.cpus`` says otherwise). Its PID 1 is the relay
-(:mod:`codedance.sandboxes.worker.relay`): root with only the SETUID, SETGID and
-KILL capabilities, non-dumpable, holding the only channel to the host. Model code
-runs in a child that dropped to ``sandbox.options.user`` (65534 by default) and
-so can neither read the relay's descriptors, trace it, nor signal it.
+(:mod:`codedance.sandboxes.worker.relay`): root with only the SETUID, SETGID
+and KILL capabilities, non-dumpable, holding the only channel to the
+host. The session's init is its child (root as well); model code runs in the
+holder, which dropped to ``sandbox.options.user`` (65534 by default) and every
+capability, so it can neither read the relay's or init's descriptors, trace
+them, nor signal them.
 
 Three tmpfs mounts are the only writable places: ``/workspace`` (the working
 directory and ``HOME``, owned by the sandbox uid), ``/tmp`` and ``/opt/codedance``
@@ -47,7 +49,10 @@ WORKDIR = "/workspace"
 WORKER_ROOT = "/opt/codedance"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OWNER_LABEL, SESSION_LABEL = "codedance.owner", "codedance.session"
-#: The relay's only privileges: drop to the sandbox uid, and kill what the code leaves.
+#: The relay's and init's only privileges: start the holder as the sandbox uid and kill
+#: what the code leaves; the holder drops them all. Not SYS_RESOURCE: engines whose host
+#: lacks it refuse to start the container, and init then falls back to a soft CPU limit
+#: (the CPU quota and the wall-clock kill still hold).
 RELAY_CAPS = ["SETUID", "SETGID", "KILL"]
 #: Seen by the relay only (it preloads), not by model code.
 _BOOT_ENV = {
@@ -65,7 +70,7 @@ def tmpfs_mounts(uid: int, gid: int) -> dict[str, str]:
     Docker may have created root-owned, moby/moby#39466) is what makes it writable.
     """
     return {
-        WORKDIR: f"rw,nosuid,nodev,size=512m,uid={uid},gid={gid},mode=0700",
+        WORKDIR: f"rw,nosuid,nodev,size=512m,uid={uid},gid={gid},mode=0711",
         "/tmp": "rw,nosuid,nodev,size=512m,mode=1777",
         WORKER_ROOT: "rw,nosuid,nodev,size=16m,mode=0755",
     }
@@ -123,7 +128,7 @@ class DockerSandbox(SandboxBackend):
 
         text = (
             "one container per session: no network, read-only root, tmpfs workdir, "
-            "code as uid 65534 apart from a root relay with 3 capabilities, "
+            "code as uid 65534 apart from a root relay and init with 3 capabilities, "
             "memory/pids/CPU limits"
         )
         return text + describe_image(config)
@@ -273,15 +278,22 @@ class DockerSandbox(SandboxBackend):
     def take_container(self) -> WarmContainer:
         """A warm container: from the pool when it has one, else booted now."""
         self.image_env()  # a missing image is reported here, once, with its fix
+        pool = self.pool()
+        return self.boot() if pool is None else pool.take()
+
+    def pool(self) -> ContainerPool | None:
+        """The warm pool (None with ``pool_size: 0``); it fills from the second session on.
+
+        ``backend.pool().fill()`` starts filling at once, for a caller about to open many.
+        """
         if self.options.pool_size == 0:
-            return self.boot()
+            return None
         with self._lock:
             if self._pool is None:
                 from codedance.sandboxes.docker_pool import ContainerPool
 
                 self._pool = ContainerPool(self.boot, self.options.pool_size)
-            pool = self._pool
-        return pool.take()
+            return self._pool
 
     def boot(self) -> WarmContainer:
         """A freshly booted container; boots take turns, a few at a time (one per core).

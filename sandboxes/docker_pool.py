@@ -45,6 +45,12 @@ class ContainerPool:
                 return container
             container.discard()  # its relay ended while it waited; try the next
 
+    def fill(self) -> None:
+        """Start filling now (a runtime about to open many sessions)."""
+        with self._lock:
+            self.takes = max(self.takes, 1)
+        self._kick()
+
     def _kick(self) -> None:
         with self._lock:
             if self.closed or (self._filler is not None and self._filler.is_alive()):

@@ -87,7 +87,8 @@ def test_create_request_asks_for_isolation_and_limits(engine, monkeypatch):
     assert (host["NetworkMode"], host["ReadonlyRootfs"], host["PidsLimit"]) == ("none", True, 32)
     assert host["Memory"] == host["MemorySwap"] == 512 * 1024 * 1024
     assert host["NanoCpus"] == 1_500_000_000
-    assert (host["CapDrop"], host["CapAdd"]) == (["ALL"], ["SETUID", "SETGID", "KILL"])
+    caps = ["SETUID", "SETGID", "KILL"]
+    assert (host["CapDrop"], host["CapAdd"]) == (["ALL"], caps)
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert (host["Tmpfs"], host["AutoRemove"]) == (tmpfs_mounts(65534, 65534), True)
     assert "uid=65534,gid=65534" in host["Tmpfs"]["/workspace"]

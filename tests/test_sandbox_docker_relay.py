@@ -10,6 +10,7 @@ own processes; the real engine's tests check the uid separation.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -154,12 +155,105 @@ def test_an_oversized_forged_result_is_rejected(relay):
     assert relay.run("print('next')")["stdout"] == "next\n"
 
 
-def test_a_forged_result_never_stands_for_a_later_run(relay):
-    relay.run(FORGE.format(stdout="'forged'"))
+def test_a_forged_result_never_stands_for_any_run(relay):
+    record = relay.run(FORGE.format(stdout="'forged'"))
+    assert record["stdout"] != "forged"
+    assert record["error"]["type"] == "SessionCompromised"
     follow = [relay.run(f"print({i})") for i in range(3)]
     assert [r["stdout"] for r in follow] == ["0\n", "1\n", "2\n"]
-    assert "forged" in follow[0]["stderr"]
-    assert follow[0]["restored"] == "reset"
+
+
+class FakeSession:
+    """A session the relay drives, scripted per run: ``double`` answers twice, ``huge``
+    past the limits, ``stray`` adds a frame after its result (between requests)."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def start(self) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair()
+        self.started += 1
+        threading.Thread(target=self._serve, args=(theirs,), daemon=True).start()
+        return 0, ours
+
+    def _serve(self, sock: socket.socket) -> None:
+        send_message(sock, {"op": "ready", "isolation": "fake"})
+        while True:
+            try:
+                header, _ = recv_message(sock)
+            except (ProtocolError, OSError):
+                return
+            op, code = str(header.get("op")), str(header.get("code", ""))
+            if op.startswith("sync-"):
+                send_message(sock, {"op": "error", "message": f"unknown op {op!r}"})
+                continue
+            stdout = "x" * 10_000 if code == "huge" else code
+            result = {"op": "result", "stdout": stdout, "stderr": "", "images": []}
+            send_message(sock, result)
+            if code in ("double", "stray"):
+                send_message(sock, {**result, "stdout": "extra"})
+
+
+@pytest.fixture
+def driven() -> Iterator[tuple[FakeSession, Any]]:
+    """A Relay over pipes in a thread, on a fake session, with kills switched off."""
+    from codedance.sandboxes.worker.relay import Relay as RelayCore
+
+    session = FakeSession()
+    host_in_r, host_in_w = os.pipe()
+    host_out_r, host_out_w = os.pipe()
+    spec = {"max_output_chars": 100}
+    relay = RelayCore(host_in_r, host_out_w, spec, session.start, kill=lambda: None)
+    relay.launch(announce=True)
+    thread = threading.Thread(target=relay.serve, daemon=True)
+    thread.start()
+    host_out = os.fdopen(host_out_r, "rb", buffering=0)
+
+    class Host:
+        seq = 0
+
+        def request(self, code: str) -> dict[str, Any]:
+            self.seq += 1
+            head = json.dumps({"op": "run", "code": code, "seq": self.seq, "blobs": []}).encode()
+            os.write(host_in_w, len(head).to_bytes(4, "big") + head)
+            size = int.from_bytes(_read(host_out, 4), "big")
+            header: dict[str, Any] = json.loads(_read(host_out, size))
+            assert header["seq"] == self.seq
+            return header
+
+    assert json.loads(_read(host_out, int.from_bytes(_read(host_out, 4), "big")))["op"] == "ready"
+    yield session, Host()
+    os.close(host_in_w)
+    thread.join(timeout=5)
+
+
+def _read(stream: Any, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        assert chunk, "the relay closed its output"
+        data += chunk
+    return data
+
+
+def test_the_relay_pairs_no_frame_with_a_later_request(driven):
+    """Two results for one run: the second is caught by the idle check, not handed on."""
+    session, host = driven
+    assert host.request("double")["stdout"] == "double"
+    follow = host.request("after")
+    assert follow["stdout"] == "after"  # not "extra"
+    assert "nobody asked for" in follow["stderr"]
+    assert follow["restored"] == "reset"
+    assert session.started == 2  # killed and started again from its inputs
+
+
+def test_the_relay_rejects_a_result_past_the_limits(driven):
+    session, host = driven
+    record = host.request("huge")
+    assert record["error"]["type"] == "SessionCompromised"
+    assert record["stdout"] == ""
+    assert host.request("fine")["stdout"] == "fine"
+    assert session.started == 2
 
 
 def test_garbage_on_the_channel_restarts_the_session(relay):

@@ -2,12 +2,12 @@
 
 The relay is the only process that holds the host's stream (the container's
 stdin and stdout). It runs as root with no capability but SETUID, SETGID and
-KILL, marks itself non-dumpable, and starts the session in a child that drops to
-the sandbox uid first, so model code can neither open ``/proc/1/fd``, nor
-``ptrace`` it, nor signal it.
+KILL, marks itself non-dumpable, and starts the session's init in a
+child; init (root too) forks the holder, which drops to the sandbox uid, so
+model code can neither open ``/proc/1/fd``, nor ``ptrace`` the relay, nor signal it.
 
-Model code shares its process with the session's holder, so it can always write
-to the holder's channel. The relay therefore trusts no frame it did not ask for:
+init already checks the holder's records against a per-run token; the relay is
+a second wall for what reaches it from init. It trusts no frame it did not ask for:
 it forwards exactly one reply per host request and stamps it with the request's
 ``seq``; a frame nobody asked for, a result past the session's own output limits
 or bytes that are not frames mark the session **compromised**: it is killed,
@@ -26,7 +26,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .protocol import MAX_BLOB, MAX_HEADER, ProtocolError, send_message
@@ -144,9 +144,13 @@ class Relay:
         host_out: int,
         spec: dict[str, Any],
         start: Callable[[], tuple[int, socket.socket]],
+        inputs: Sequence[tuple[str, bytes]] = (),
+        kill: Callable[[], None] | None = None,
     ) -> None:
         self.host_in, self.host_out, self.spec = host_in, host_out, spec
         self.start = start  # forks a session; returns (pid, channel)
+        self.inputs = list(inputs)  # sent to every session init starts, in ``configure``
+        self.kill = kill or kill_descendants  # ends the session (a test passes its own)
         self.max_chars = int(spec.get("max_output_chars", 8000))
         self.pending: tuple[str, Any] | None = None  # (op, seq) awaiting its reply
         self.notice: str | None = None  # a compromise to tell with the next record
@@ -163,14 +167,28 @@ class Relay:
         self.pid, self.channel = self.start()
         self.reader = FrameReader()
         self.channel.settimeout(_READY_TIMEOUT_S)
+        header = self._first_frame()
+        if header.get("op") == "spawned":  # init waits for the inputs (``await_configure``)
+            names = [name for name, _ in self.inputs]
+            with contextlib.suppress(OSError):
+                send_message(
+                    self.channel,
+                    {"op": "configure", "files": names},
+                    [data for _, data in self.inputs],
+                )
+            header = self._first_frame()
+        self.channel.settimeout(None)
+        if announce or header.get("op") != "ready":
+            self.send_host(header)
+
+    def _first_frame(self) -> dict[str, Any]:
         frames: list[Frame] = []
         with contextlib.suppress(OSError, ProtocolError):
             while not frames and (chunk := self.channel.recv(1 << 16)):
                 frames = self.reader.feed(chunk)
-        self.channel.settimeout(None)
-        header = frames[0][0] if frames else {"op": "failed", "message": "the session died"}
-        if announce or header.get("op") != "ready":
-            self.send_host(header)
+        if not frames:
+            return {"op": "failed", "message": "the session died before it was ready"}
+        return frames[0][0]
 
     def serve(self) -> None:
         """Relay until the host closes its stream; then end every process of the session."""
@@ -182,7 +200,7 @@ class Relay:
             if self.channel in ready:
                 self._from_session()
             _reap()
-        kill_descendants()
+        self.kill()
 
     def _from_host(self) -> bool:
         try:
@@ -293,7 +311,7 @@ class Relay:
 
     def _restart_session(self) -> None:
         self.channel.close()
-        kill_descendants()
+        self.kill()
         self.launch(announce=False)
 
 

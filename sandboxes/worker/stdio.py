@@ -10,9 +10,9 @@ the modules to preload. The stream then carries, from the host:
    ``close`` requests and ``result`` replies), each reply stamped with its
    request's ``seq`` by the relay (:mod:`worker.relay`).
 
-This process stays the container's PID 1 and never runs model code: the session
-is a child that drops to ``spec["uid"]`` and closes every descriptor but its own
-channel to the relay before it writes the inputs and serves.
+This process stays the container's PID 1 and never runs model code: the
+session's init is a child that closes every descriptor but its own channel to
+the relay; init keeps root and the holder it forks drops to ``spec["uid"]``.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def main(modules: list[str] | None = None) -> None:
     inputs = list(zip([str(n) for n in header.get("inputs", [])], blobs, strict=True))
 
     def start() -> tuple[int, socket.socket]:
-        return _fork_session(spec, inputs, loaded)
+        return _fork_session(spec, loaded)
 
-    relay = Relay(host_in, host_out, spec, start)
+    relay = Relay(host_in, host_out, spec, start, inputs)
     relay.host_reader = reader
     relay.launch(announce=True)
     relay.serve()
@@ -111,16 +111,14 @@ def _first_frame(fd: int, reader: FrameReader) -> tuple[dict[str, Any], list[byt
             return frames[0]
 
 
-def _fork_session(
-    spec: dict[str, Any], inputs: list[tuple[str, bytes]], loaded: list[str]
-) -> tuple[int, socket.socket]:
+def _fork_session(spec: dict[str, Any], loaded: list[str]) -> tuple[int, socket.socket]:
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:
         try:
             ours.close()
             _close_all_but(theirs.fileno())
-            _serve_session(theirs, spec, inputs, loaded)
+            _serve_session(theirs, spec, loaded)
         finally:
             os._exit(0)
     theirs.close()
@@ -138,65 +136,22 @@ def _close_all_but(keep: int) -> None:
                 os.close(fd)
 
 
-def _serve_session(
-    channel: socket.socket, spec: dict[str, Any], inputs: list[tuple[str, bytes]], loaded: list[str]
-) -> None:
+def _serve_session(channel: socket.socket, spec: dict[str, Any], loaded: list[str]) -> None:
+    """The session's init: root like the relay and, like it, out of the code's reach.
+
+    init (``worker/session.py``) keeps root and forks the holder, which drops to
+    ``spec["uid"]`` with no capabilities; the inputs reach init in its ``configure``
+    message (``await_configure``), so every holder it starts gets them afresh.
+    """
     try:
         for sig in _SHIELDED:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.makedirs(spec["workdir"], exist_ok=True)  # in a container: the tmpfs, already there
+        os.chdir(spec["workdir"])  # the code's uid owns it, mode 0711: root may enter
         label = [*spec.get("base_isolation", []), f"preloaded {len(loaded)} modules"]
-        uid, gid = spec.get("uid"), spec.get("gid")
-        _enter_workdir(spec["workdir"], inputs, uid, gid)
-        if not _init_drops_privileges():
-            label += _drop_privileges(uid, gid)
-        isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
-        os.environ.clear()
-        os.environ.update(spec.get("env", {}))
-        isolation.set_limits(spec.get("session_limits", {}))
-        init_main(channel, spec, ", ".join(label))
+        if spec.get("uid") is not None:
+            label.append(f"code as uid {spec['uid']} apart from a root relay and init")
+        init_main(channel, {**spec, "await_configure": True}, ", ".join(label))
     except BaseException as exc:
         send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
-
-
-def _init_drops_privileges() -> bool:
-    """Whether the session's init itself keeps root and drops to ``spec["uid"]`` in its
-    holder (a worker whose ``session`` module declares ``INIT_CAPS``); then it stays root."""
-    from . import session
-
-    return hasattr(session, "INIT_CAPS")
-
-
-def _enter_workdir(
-    workdir: str, inputs: list[tuple[str, bytes]], uid: int | None, gid: int | None
-) -> None:
-    """Enter the workdir and write the input files, as ``uid`` (the workdir is its, 0700)."""
-    switch = uid is not None and os.geteuid() == 0 and uid != 0
-    if uid is not None and switch:
-        os.setegid(uid if gid is None else gid)
-        os.seteuid(uid)  # a root relay keeps its real uid, so it can come back
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        os.chdir(workdir)
-        for name, data in inputs:
-            with open(os.path.basename(name), "wb") as handle:
-                handle.write(data)
-    finally:
-        if switch:
-            os.seteuid(0)
-            os.setegid(0)
-
-
-def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
-    """Become ``uid``:``gid`` with no capabilities; the relay keeps its root uid."""
-    if uid is None:
-        return []
-    gid = uid if gid is None else gid
-    if os.getuid() != uid:
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)  # from root to another uid: every capability is gone
-        if os.getuid() != uid or os.geteuid() != uid:
-            raise PermissionError(f"could not drop to uid {uid}")
-        isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable
-    return [f"code as uid {uid}, relay apart as uid 0 (non-dumpable)"]
