@@ -202,7 +202,7 @@ def test_eval_report_leaves_framework_failures_out_of_accuracy_and_lists_them():
     assert (summary.overall.n, summary.overall.accuracy) == (1, 100.0)
     report = markdown(summary)
     assert "| sandbox_start | 1 | yes | the sandbox session did not start: timed out |" in report
-    assert "(view.html#t-t1)" in report
+    assert "(view.html#task-t1)" in report
     assert summary.to_json()["failures"][0]["kind"] == "sandbox_start"
 
 
@@ -318,7 +318,7 @@ def test_eval_reports_the_models_code_errors_by_kind_with_a_link(codedance_cli, 
     markdown = (tmp_path / "run" / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("| code:RuntimeError"))
     assert "| 4 | no | boom \\x1b[2J |" in row
-    assert "(view.html#t-" in row
+    assert "(view.html#task-" in row
 
 
 def test_the_ocr_tool_sizes_onnxruntime_by_the_sessions_thread_cap():
@@ -379,6 +379,6 @@ def test_viewer_marks_framework_failures_as_errors_with_an_anchor(tmp_path):
     writer.write(failed)
     writer.close()
     page = write_view(tmp_path).read_text()
-    assert 'id="t-t1"' in page
+    assert 'id="task-t1"' in page
     assert "sandbox_lost: not the model&#x27;s, not scored" in page
     assert "3 (the framework failed the earlier ones)" in page
