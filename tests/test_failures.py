@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from codedance import hookimpl
-from codedance.core.config import SandboxConfig
+from codedance.core.config import LocalSandboxConfig, SandboxConfig
 from codedance.evaluation.report import markdown, summarize_run
 from codedance.plugins.protocols.codedance import CodeDanceProtocol
 from codedance.rewards.bat import BATReward
@@ -106,8 +106,13 @@ TASK = Task("t1", "What is 6 x 7?", answer="42", answer_type="number")
 
 @pytest.fixture
 def lone() -> Iterator[LocalSandbox]:
-    """A backend of its own, so that its only session is the one the test kills."""
-    with LocalSandbox(SandboxConfig(timeout_s=10)) as backend:
+    """A backend of its own, so that its only session is the one the test kills.
+
+    No warm pool: a pre-forked session would not need the folder the start test removes.
+    """
+    with LocalSandbox(
+        SandboxConfig(timeout_s=10, local=LocalSandboxConfig(pool_size=0))
+    ) as backend:
         yield backend
 
 
