@@ -170,6 +170,9 @@ def test_smoke_run_prints_a_json_verdict(plugin_env: dict[str, str], tmp_path: P
     assert len(verdict["metrics"]) == 2
     assert all(len(groups) == 2 for groups in verdict["reward_std"])
     assert "actor/grad_norm" in verdict["metrics"][-1]
+    # the rollout server generated step 2 with the weights the actor synced after step 1
+    first, second = verdict["weights_versions"]
+    assert max(first) < min(second)
     assert Path(verdict["checkpoint"]).is_dir()
 
 
