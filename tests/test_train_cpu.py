@@ -17,6 +17,7 @@ metrics log and the checkpoint. The Qwen3-VL twin runs the same step.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -137,6 +138,9 @@ def test_a_real_grpo_step_on_the_cpu(
     # the third-party reward plugin scored every rollout inside verl's workers
     assert "concise_answer" in record["reward_keys"]
     assert {row["rewards"]["concise_answer"] for row in rows} == {0.0, 1.0}
+    if importlib.util.find_spec("codedance.trainers.verl.health") is not None:
+        # and verl logged it with the step's metrics (the training-health signals)
+        assert "timing_s/codedance/reward/concise_answer/mean" in metrics
     # rewards vary within a prompt group, so GRPO has an advantage to follow
     _, stds = group_rewards(rows)
     assert max(stds.values()) > 0
