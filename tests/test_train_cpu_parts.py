@@ -194,3 +194,36 @@ def test_the_hf_model_backend_runs_a_tiny_qwen3_vl(tmp_path: Path) -> None:
     assert pads == merged == 4 + 6  # 64x64 -> 2x2 merged patches of 32 px, 96x64 -> 3x2
     assert generation.prompt_tokens == encoded["input_ids"].shape[1]
     assert any(turn in generation.text for turn in PRIMER_RESPONSES)  # the primed policy
+
+
+def test_smoke_builds_the_configured_architecture_or_says_why_not(tmp_path: Path) -> None:
+    from codedance.core.errors import ConfigError
+    from codedance.trainers.verl.smoke import _architecture
+    from codedance.trainers.verl.tiny import build_tiny, build_tiny_qwen3_vl
+
+    assert _architecture(None) == "qwen2_5_vl"
+    assert _architecture(str(build_tiny_qwen3_vl(tmp_path / "policy"))) == "qwen3_vl"
+    with pytest.raises(ConfigError, match=r"training.model_path .*nowhere.*config.json"):
+        _architecture(str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="no tiny model for architecture 'llava'"):
+        build_tiny(tmp_path / "x", "llava")
+
+
+def test_smoke_takes_the_first_rows_of_the_configured_train_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from codedance.core.config import Config
+    from codedance.core.errors import ConfigError
+    from codedance.trainers.verl.smoke import PROMPTS, _rows
+
+    source = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"data_source": ["a", "b", "c"], "n": [1, 2, 3]}), source)
+    config = Config.model_validate({"training": {"train_files": [str(source)]}})
+    (tmp_path / "one").mkdir()
+    rows = pq.read_table(_rows(config, None, tmp_path / "one"))  # type: ignore[arg-type]
+    assert rows.column("n").to_pylist() == [1, 2][:PROMPTS]
+    pq.write_table(pa.table({"n": [1]}), source)
+    (tmp_path / "two").mkdir()
+    with pytest.raises(ConfigError, match="has 1 row"):
+        _rows(config, None, tmp_path / "two")  # type: ignore[arg-type]
