@@ -44,6 +44,7 @@ INIT_CAPS = (
     isolation.CAP_SETGID,
     isolation.CAP_SYS_RESOURCE,
 )
+FRAME_S = 5.0  # how long the rest of a frame may take once its first byte arrived
 _CONFIG_KEYS = ("env", "images", "tools", "on_error", "max_output_chars")
 
 
@@ -105,6 +106,7 @@ class Init:
         if pid == 0:
             holder_main(theirs, self.spec)
         theirs.close()
+        ours.settimeout(FRAME_S)  # once: a frame that has begun must end within it
         self.pid, self.chan = pid, ours
         self._expect("built")  # its engine exists: a pooled session is ready but for inputs
 
@@ -125,7 +127,7 @@ class Init:
         except (ProtocolError, TimeoutError) as exc:
             raise StartError(f"the session's engine did not start: {exc}") from None
         finally:
-            self.chan.settimeout(None)
+            self.chan.settimeout(FRAME_S)
         if header.get("op") != op:
             raise StartError(str(header.get("message", "the session's engine did not start")))
 
@@ -269,8 +271,7 @@ class Init:
         while True:
             wait = max(0.0, min(0.25, deadline - time.monotonic()))
             if select.select([self.chan], [], [], wait)[0]:
-                self.chan.settimeout(max(0.1, deadline - time.monotonic()))
-                try:
+                try:  # the channel's FRAME_S timeout bounds a torn frame
                     header, blobs, raw = recv_frame(self.chan)
                 except (ProtocolError, OSError) as exc:  # OSError: a torn frame timed out
                     if "closed" in str(exc) or self._reap(self.pid):
@@ -279,9 +280,6 @@ class Init:
                         self._compromised(f"sent an unreadable frame ({exc})")
                         self._send_pending()
                     return None, [], b""
-                finally:
-                    if self.chan is not None:
-                        self.chan.settimeout(None)
                 if header.get("op") != "result" or header.get("token") != token:
                     self._compromised("sent a frame that is not this run's record")
                     self._send_pending()
