@@ -64,7 +64,7 @@ for path, size in zip(head["files"], head["blobs"]):
 sys.dont_write_bytecode = True
 sys.path.insert(0, head["root"])
 from worker.stdio import main
-main(head["preload"])
+main(head["preload"], warm=True)
 """
 
 

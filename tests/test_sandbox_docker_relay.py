@@ -43,7 +43,7 @@ class Relay:
 
     def __init__(self, workdir: Path) -> None:
         boot = f"import sys; sys.path.insert(0, {str(WORKER_DIR.parent)!r}); "
-        boot += "from worker.stdio import main; main([])"
+        boot += "from worker.stdio import main; main([], warm=True)"
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )

@@ -4,8 +4,8 @@ The container's command writes the worker's files and calls :func:`main` with
 the modules to preload. The stream then carries, from the host:
 
 1. ``{"op": "spawn", "spec": {...}, "inputs": [names]}`` with the input files as
-   blobs, after this process has said ``{"op": "warm", "preloaded": [...]}``
-   (a warm pool keeps containers waiting at this point);
+   blobs (after this process has said ``{"op": "warm", "preloaded": [...]}`` when
+   started with ``warm``: a warm pool keeps containers waiting at that point);
 2. then exactly the local backend's protocol (``ready``; ``run``/``restart``/
    ``close`` requests and ``result`` replies), each reply stamped with its
    request's ``seq`` by the relay (:mod:`worker.relay`).
@@ -40,19 +40,29 @@ _SHIELDED = (
 )
 
 
-def main(modules: list[str] | None = None) -> None:
+def main(modules: list[str] | None = None, warm: bool = False) -> None:
+    """Serve one session on stdin/stdout.
+
+    ``warm`` (the Docker backend's boot): preload ``modules`` (default: the vision
+    stack) and say ``warm`` before the spawn request, so a pooled container waits
+    preloaded. Otherwise (any transport, ``sandboxes.engine.worker_argv``) the first
+    message is the spawn request and its spec's ``preload`` is imported after it.
+    """
     host_in, host_out = os.dup(0), os.dup(1)
     _silence_standard_streams()
     _shield()
     _seed_matplotlib_cache()
-    loaded = preload(list(PRELOAD if modules is None else modules))
     reader = FrameReader()
-    relay_out = _Out(host_out)
-    send_message(relay_out, {"op": "warm", "preloaded": loaded})  # type: ignore[arg-type]
+    loaded: list[str] = []
+    if warm:
+        loaded = preload(list(PRELOAD if modules is None else modules))
+        send_message(_Out(host_out), {"op": "warm", "preloaded": loaded})  # type: ignore[arg-type]
     header, blobs = _first_frame(host_in, reader)
     if header.get("op") != "spawn":
         raise ProtocolError(f"expected a spawn request, got {header.get('op')!r}")
     spec: dict[str, Any] = header["spec"]
+    if not warm:
+        loaded = preload(list(spec.get("preload", PRELOAD if modules is None else modules)))
     inputs = list(zip([str(n) for n in header.get("inputs", [])], blobs, strict=True))
 
     def start() -> tuple[int, socket.socket]:
