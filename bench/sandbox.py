@@ -220,10 +220,11 @@ class LocalSystem(System):
             try:
                 for session in sessions:
                     _check(_local_outcome(session.run("1")))
-                zygote = _zygote_process(backend.ensure_zygote().process.pid)
+                # Sessions' inits are children of bubblewrap's init, beside the zygote
+                # (the oldest child).
+                top = _zygote_process(backend.ensure_zygote().process.pid)
+                zygote, *inits = sorted(top.children(), key=lambda p: p.create_time())
                 self.zygote_rss_mb = zygote.memory_info().rss / 2**20
-                # A session's init is re-parented to bubblewrap's init, the zygote's parent.
-                inits = [p for p in zygote.parent().children() if p.pid != zygote.pid]
                 return _mean_tree_uss(inits)
             finally:
                 for session in sessions:
@@ -255,7 +256,8 @@ def _local_outcome(record: Any) -> Outcome:
 
 
 def _zygote_process(pid: int) -> psutil.Process:
-    """The zygote's python process under bwrap's pid (bwrap forks once in its namespace)."""
+    """Under bwrap's pid, the last process with one child: the zygote's parent once sessions
+    run (bubblewrap's init), the zygote itself otherwise."""
     process = psutil.Process(pid)
     while process.name() == "bwrap" and len(process.children()) == 1:
         process = process.children()[0]

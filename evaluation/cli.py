@@ -85,6 +85,7 @@ def _evaluate(app: App, **kwargs: Any) -> None:
 
     name = kwargs["benchmark_name"]
     benchmark = _benchmark(app, name, kwargs["data"], kwargs["options"])
+    benchmark.scorer()  # a bad --option scorer=... fails now, not on every task
     judge = _judge(benchmark, kwargs["judge_endpoint"], kwargs["judge_model"])  # checked first
     out: Path = kwargs["out"] or Path("runs") / f"eval-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     writer = RunWriter(out, resume=kwargs["resume"])

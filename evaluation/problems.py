@@ -81,14 +81,15 @@ def safe_score(benchmark: Benchmark, trajectory: Trajectory) -> float:
 
     The error is recorded on the task (``metadata["data_problem"]``), so the run
     goes on and the report lists the task under "Data problems". A missing optional
-    dependency (:class:`MissingDependencyError`) is raised: it is no data problem.
+    dependency or a bad option (:class:`MissingDependencyError`, :class:`ConfigError`)
+    is raised: it is no data problem.
     """
-    from codedance.core.errors import MissingDependencyError
+    from codedance.core.errors import ConfigError, MissingDependencyError
 
     try:
         return float(benchmark.score(trajectory))
-    except MissingDependencyError:
-        raise  # a missing extra is the setup's fault, not the row's: say so once
+    except (MissingDependencyError, ConfigError):
+        raise  # a missing extra or a bad option is the setup's fault, not the row's
     except Exception as error:  # a bad row must never end a run
         reason = f"{type(error).__name__}: {error}"
         trajectory.task.metadata[METADATA_KEY] = reason

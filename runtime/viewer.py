@@ -110,8 +110,10 @@ def _read_summary(folder: Path) -> dict[str, Any] | None:
 
 def verdict(trajectory: Trajectory) -> str:
     """``pass`` or ``fail`` by the accuracy reward; ``error`` or ``unscored`` without one."""
+    if trajectory.failure is not None:  # the framework's failure: never a pass or a fail
+        return "error"
     accuracy = trajectory.rewards.get("accuracy")
-    if accuracy is not None:
+    if accuracy is not None and not trajectory.rewards.get("accuracy.unscored"):
         return "pass" if accuracy >= 0.5 else "fail"
     return "error" if trajectory.stop in ("error", "model_error") else "unscored"
 
@@ -343,6 +345,11 @@ def _facts(t: Trajectory) -> list[tuple[str, str]]:
         ("final answer", "(none)" if t.answer is None else t.answer),
         ("rewards", ", ".join(f"{k} = {val:g}" for k, val in t.rewards.items())),
         ("stop", t.stop + (f": {t.error}" if t.error else "")),
+        ("framework failure", f"{t.failure}: not the model's, not scored" if t.failure else ""),
+        (
+            "attempts",
+            f"{t.attempts} (the framework failed the earlier ones)" if t.attempts > 1 else "",
+        ),
         (
             "tool calls",
             f"{t.tool_calls} ({t.successful_calls} ran cleanly, {t.failed_calls} failed)",

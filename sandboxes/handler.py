@@ -29,6 +29,7 @@ class HandlerSandbox(SandboxBackend):
     """Sessions whose runs are answered by ``handler(code)`` (default: empty output)."""
 
     name = "handler"
+    runs_here = False  # in-process handlers start no processes: nothing to queue
 
     def __init__(self, handler: Handler | None = None) -> None:
         super().__init__()

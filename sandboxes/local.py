@@ -214,7 +214,7 @@ class LocalSandbox(SandboxBackend):
         files = [*spec.images, *spec.files]
         message = {
             "op": "configure",
-            "env": self._env(zygote, handle),
+            "env": self._env(zygote, handle, spec),
             "images": [image.name for image in spec.images],
             "files": [item.name for item in files],
             "tools": spec.tools.wire_json if spec.tools else None,
@@ -234,10 +234,11 @@ class LocalSandbox(SandboxBackend):
             raise SandboxError(f"the sandbox session failed to start: {header.get('message')}")
         return str(header.get("isolation", "unknown"))
 
-    def _env(self, zygote: Zygote, handle: Handle) -> dict[str, str]:
+    def _env(self, zygote: Zygote, handle: Handle, spec: SessionSpec) -> dict[str, str]:
         cfg = self.config
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
         env.update({name: os.environ[name] for name in cfg.env if name in os.environ})
+        env.update(spec.env)  # the session's own variables (thread caps among them)
         home = INSIDE_WORKDIR if handle.workdir is None else str(handle.workdir)
         env.setdefault("HOME", home)
         if not zygote.private_tmp:  # /tmp is shared (or the host's): use the workdir

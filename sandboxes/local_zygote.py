@@ -165,6 +165,10 @@ class Zygote:
             INSIDE_SESSIONS,
             "--chdir",
             "/tmp",
+            # bubblewrap's root (/, /etc, /opt, ... as folders on a tmpfs) belongs to the
+            # uid bubblewrap ran as, which is the session's root on a non-root host.
+            "--remount-ro",
+            "/",
         ]
         return argv
 

@@ -112,7 +112,8 @@ def request_run(
     """
     try:
         send({"op": "run", "code": code, "timeout": limit})
-        reader.settimeout(limit + 30)
+        if reader.gettimeout() != limit + 30:  # settimeout costs syscalls: only on change
+            reader.settimeout(limit + 30)
         header, blobs = recv_message(reader)
     except (ProtocolError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"

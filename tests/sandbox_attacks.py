@@ -167,8 +167,11 @@ def session_uid(session: LocalSession) -> int:
 
 
 def peak_memory_mb(session: LocalSession) -> int:
+    """The session's cgroup peak; skips where the host gives no cgroup (the records say
+    ``NO CGROUP`` there, and memory is limited per process only)."""
     assert session.handle is not None
-    assert session.handle.cgroup is not None
+    if session.handle.cgroup is None:
+        pytest.skip(f"no per-session cgroup on this host: {session.isolation}")
     return session.handle.cgroup.peak_memory_bytes() >> 20
 
 

@@ -26,6 +26,8 @@ INPUTS = {
     "env.yaml": "model:\n  endpoint: ${MY_ENDPOINT}\n",
     "list.yaml": "- sandbox\n- model\n",
     "top.yaml": "sandbox:\n  backend: local\nplugins: ./my_plugin.py\n",
+    "badreward.yaml": "rewards:\n  - name: bat\n    params:\n      gamma: steep\n",
+    "runs/none.jsonl": "",
 }
 
 
@@ -74,6 +76,7 @@ def _workspace(page: str, folder: Path) -> Path:
         if name:
             (folder / name[1]).write_text(block)
     for name, text in INPUTS.items():
+        (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_text(text)
     return folder
 

@@ -74,3 +74,6 @@ def test_makefile_keeps_only_the_headless_opencv_build():
     makefile = (ROOT / "Makefile").read_text()
     assert makefile.count("$(headless_cv2)") == 2  # after each editable install
     assert "pip uninstall -q -y opencv-python opencv-python-headless" in makefile
+    # setuptools' informational "Editable installation" notice is silenced on each install
+    assert 'EDITABLE := PYTHONWARNINGS="ignore:Editable installation"' in makefile
+    assert makefile.count("$(EDITABLE) '.[") == 2

@@ -230,3 +230,13 @@ def test_safe_score_raises_a_missing_dependency_instead_of_blaming_the_row():
     with pytest.raises(MissingDependencyError):
         safe_score(NeedsExtra(Path(".")), trajectory)
     assert "data_problem" not in task.metadata
+
+
+def test_a_bad_scorer_option_fails_before_the_run(codedance_cli, ragged, tmp_path):
+    data, replay = ragged
+    args = ["eval", "--benchmark", "ragged", "--data", str(data), "--model", f"replay:{replay}"]
+    result = codedance_cli(*args, "--out", str(tmp_path / "run"), "--option", "scorer=kind")
+    assert result.exit_code != 0
+    assert "unknown scorer 'kind'" in result.output
+    assert "--option scorer=<one of official>" in result.output
+    assert not (tmp_path / "run" / "trajectories.jsonl").exists()

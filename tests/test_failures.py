@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from codedance import hookimpl
-from codedance.core.config import SandboxConfig
+from codedance.core.config import LocalSandboxConfig, SandboxConfig
 from codedance.evaluation.report import markdown, summarize_run
 from codedance.plugins.protocols.codedance import CodeDanceProtocol
 from codedance.rewards.bat import BATReward
@@ -106,8 +106,13 @@ TASK = Task("t1", "What is 6 x 7?", answer="42", answer_type="number")
 
 @pytest.fixture
 def lone() -> Iterator[LocalSandbox]:
-    """A backend of its own, so that its only session is the one the test kills."""
-    with LocalSandbox(SandboxConfig(timeout_s=10)) as backend:
+    """A backend of its own, so that its only session is the one the test kills.
+
+    No warm pool: a pre-forked session would not need the folder the start test removes.
+    """
+    with LocalSandbox(
+        SandboxConfig(timeout_s=10, local=LocalSandboxConfig(pool_size=0))
+    ) as backend:
         yield backend
 
 
@@ -202,7 +207,7 @@ def test_eval_report_leaves_framework_failures_out_of_accuracy_and_lists_them():
     assert (summary.overall.n, summary.overall.accuracy) == (1, 100.0)
     report = markdown(summary)
     assert "| sandbox_start | 1 | yes | the sandbox session did not start: timed out |" in report
-    assert "(view.html#t-t1)" in report
+    assert "(view.html#task-t1)" in report
     assert summary.to_json()["failures"][0]["kind"] == "sandbox_start"
 
 
@@ -240,12 +245,13 @@ def test_async_sessions_get_thread_caps_and_the_specs_own_env_wins(sandbox):
     assert asyncio.run(run()) == "['1', '1', '3', '1']\n"
 
 
-def test_admission_runs_at_most_the_configured_number_at_once():
-    config = SandboxConfig(timeout_s=5, admission={"starting": 2, "running": 1})
-    program = "import time\nt = time.time()\ntime.sleep(0.3)\nprint(t, time.time())"
+def test_admission_runs_one_at_a_time_and_the_wait_is_not_on_the_clock():
+    """Five 0.8 s runs through one run slot: the last waits 3.2 s, past its 3 s limit."""
+    config = SandboxConfig(timeout_s=3, admission={"starting": 2, "running": 1})
+    program = "import time\nt = time.time()\ntime.sleep(0.8)\nprint(t, time.time())"
 
     async def run_all(backend: LocalSandbox) -> list[tuple[float, float]]:
-        sessions = await asyncio.gather(*(backend.aopen_session() for _ in range(3)))
+        sessions = await asyncio.gather(*(backend.aopen_session() for _ in range(5)))
         records = await asyncio.gather(*(s.arun(program) for s in sessions))
         for session in sessions:
             await session.aclose()
@@ -254,9 +260,10 @@ def test_admission_runs_at_most_the_configured_number_at_once():
 
     with LocalSandbox(config) as backend:
         spans = asyncio.run(run_all(backend))
-        assert backend.admission.waited >= 2
+        assert backend.admission.waited >= 4
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, spans
+    assert spans[-1][0] - spans[0][0] > 3.0  # the last one was admitted after its limit
 
 
 class WipedLocalSandbox(LocalSandbox):
@@ -316,7 +323,7 @@ def test_eval_reports_the_models_code_errors_by_kind_with_a_link(codedance_cli, 
     markdown = (tmp_path / "run" / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("| code:RuntimeError"))
     assert "| 4 | no | boom \\x1b[2J |" in row
-    assert "(view.html#t-" in row
+    assert "(view.html#task-" in row
 
 
 def test_the_ocr_tool_sizes_onnxruntime_by_the_sessions_thread_cap():
@@ -364,3 +371,19 @@ def test_resume_runs_framework_failures_again_and_the_new_line_supersedes(tmp_pa
     resumed.close()
     runs = read_trajectories(tmp_path)
     assert [(t.task.id, t.failure) for t in runs] == [("t2", None), ("t1", None)]
+
+
+def test_viewer_marks_framework_failures_as_errors_with_an_anchor(tmp_path):
+    from codedance.runtime.store import RunWriter
+    from codedance.runtime.viewer import verdict, write_view
+
+    failed = _trajectory("", [], failure="sandbox_lost")
+    failed.rewards, failed.attempts = {"accuracy": 0.0, "accuracy.unscored": 1.0}, 3
+    assert verdict(failed) == "error"
+    writer = RunWriter(tmp_path)
+    writer.write(failed)
+    writer.close()
+    page = write_view(tmp_path).read_text()
+    assert 'id="task-t1"' in page
+    assert "sandbox_lost: not the model&#x27;s, not scored" in page
+    assert "3 (the framework failed the earlier ones)" in page

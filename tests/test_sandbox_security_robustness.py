@@ -33,7 +33,6 @@ from tests.sandbox_attacks import (
     needs_bwrap,
     processes_of_uid,
     run_exec,
-    session_uid,
 )
 
 pytestmark = needs_bwrap
@@ -84,14 +83,15 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 )
 def test_tools_survive_every_restart(backend, host, tools, on_error, crash):
     with backend.open_session(SessionSpec(tools=tools, on_error=on_error)) as session:
-        uid = session_uid(session)
+        uid = session.handle.uid if session.handle is not None else None
         assert session.run("print(double(21))").stdout == "42\n"
         start = time.monotonic()
         crashed = session.run(crash, timeout=1)
         assert time.monotonic() - start < 6
         assert crashed.error is not None
         assert session.run("print(double(4))").stdout.endswith("8\n")
-        assert len(processes_of_uid(uid)) < 10, "init is forking failing holders in a loop"
+        if uid is not None:  # root hosts: the session's own uid counts its processes
+            assert len(processes_of_uid(uid)) < 10, "init is forking failing holders in a loop"
     host.check(crashed)
 
 

@@ -17,6 +17,7 @@ metrics log and the checkpoint. The Qwen3-VL twin runs the same step.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -55,10 +56,12 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _codedance(
-    *args: str, env: dict[str, str], timeout: float = 600
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "codedance", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _settings(tmp_path: Path, training: dict[str, Any]) -> Path:
@@ -110,13 +113,15 @@ def test_a_real_grpo_step_on_the_cpu(
     convert = _codedance(
         "--config", str(config), "data", "to-verl", "--benchmark", "synthetic",
         "--data", str(tmp_path / "examples"), "--out", str(data), "--shuffle", "--limit", "2",
-        env=plugin_env,
+        env=plugin_env, cwd=tmp_path,
     )  # fmt: skip
     assert convert.returncode == 0, convert.stderr
     records = tmp_path / "records"
     env = {**plugin_env, RECORD_ENV: str(records)}
-    run = _codedance("--config", str(config), "train", "--device", "cpu", env=env)
+    run = _codedance("--config", str(config), "train", "--device", "cpu", env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    assert not (tmp_path / "outputs").exists()  # Hydra's files stay in the run's folder
+    assert (tmp_path / "train" / "hydra" / "main_ppo.log").is_file()
 
     # verl's own log of the step: a finite, nonzero policy loss and a gradient
     lines = (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()
@@ -137,6 +142,9 @@ def test_a_real_grpo_step_on_the_cpu(
     # the third-party reward plugin scored every rollout inside verl's workers
     assert "concise_answer" in record["reward_keys"]
     assert {row["rewards"]["concise_answer"] for row in rows} == {0.0, 1.0}
+    if importlib.util.find_spec("codedance.trainers.verl.health") is not None:
+        # and verl logged it with the step's metrics (the training-health signals)
+        assert "timing_s/codedance/reward/concise_answer/mean" in metrics
     # rewards vary within a prompt group, so GRPO has an advantage to follow
     _, stds = group_rewards(rows)
     assert max(stds.values()) > 0
@@ -156,7 +164,7 @@ def test_smoke_run_prints_a_json_verdict(plugin_env: dict[str, str], tmp_path: P
     """No model and no data configured: the built-in tiny Qwen2.5-VL on the example tasks."""
     config = _settings(tmp_path, {})
     run = _codedance("--config", str(config), "train", "--smoke", "--device", "cpu", "--json",
-                     env=plugin_env)  # fmt: skip
+                     env=plugin_env, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     verdict = json.loads(run.stdout.strip().splitlines()[-1])
     assert verdict["ok"] is True
@@ -170,6 +178,9 @@ def test_smoke_run_prints_a_json_verdict(plugin_env: dict[str, str], tmp_path: P
     assert len(verdict["metrics"]) == 2
     assert all(len(groups) == 2 for groups in verdict["reward_std"])
     assert "actor/grad_norm" in verdict["metrics"][-1]
+    # the rollout server generated step 2 with the weights the actor synced after step 1
+    first, second = verdict["weights_versions"]
+    assert max(first) < min(second)
     assert Path(verdict["checkpoint"]).is_dir()
 
 

@@ -167,3 +167,63 @@ def test_dry_run_on_the_cpu_composes_the_cpu_profile(codedance_cli, tmp_path: Pa
     ):
         assert expected in composed, expected
     assert "actor_rollout_ref.rollout.name=vllm" not in result.output
+
+
+def test_the_hf_model_backend_runs_a_tiny_qwen3_vl(tmp_path: Path) -> None:
+    """Qwen3-VL (deepstack, 16-px patches) through ``codedance run``'s hf backend."""
+    from PIL import Image
+
+    from codedance.core.config import ModelConfig
+    from codedance.plugins.models.hf import HFModel, load_processor, render_prompt
+    from codedance.runtime.types import Message, Part
+    from codedance.trainers.verl.tiny import PRIMER_RESPONSES, build_tiny_qwen3_vl
+
+    path = build_tiny_qwen3_vl(tmp_path / "qwen3", primed=True)
+    config = ModelConfig(backend="hf", name=str(path), options={"device": "cpu"}, max_new_tokens=6)
+    red, blue = Image.new("RGB", (64, 64), (255, 0, 0)), Image.new("RGB", (96, 64), (0, 0, 255))
+    prompt = [Message("user", [Part.of_image(red), Part.of_text("Which?"), Part.of_image(blue)])]
+    generation = asyncio.run(HFModel(config).generate(prompt))
+
+    processor = load_processor(str(path))
+    text, images = render_prompt(processor, prompt)
+    encoded = processor(text=[text], images=images, return_tensors="pt")
+    pads = int(
+        (encoded["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum()
+    )
+    merged = sum(int(grid.prod()) // 4 for grid in encoded["image_grid_thw"])
+    assert pads == merged == 4 + 6  # 64x64 -> 2x2 merged patches of 32 px, 96x64 -> 3x2
+    assert generation.prompt_tokens == encoded["input_ids"].shape[1]
+    assert any(turn in generation.text for turn in PRIMER_RESPONSES)  # the primed policy
+
+
+def test_smoke_builds_the_configured_architecture_or_says_why_not(tmp_path: Path) -> None:
+    from codedance.core.errors import ConfigError
+    from codedance.trainers.verl.smoke import _architecture
+    from codedance.trainers.verl.tiny import build_tiny, build_tiny_qwen3_vl
+
+    assert _architecture(None) == "qwen2_5_vl"
+    assert _architecture(str(build_tiny_qwen3_vl(tmp_path / "policy"))) == "qwen3_vl"
+    with pytest.raises(ConfigError, match=r"training.model_path .*nowhere.*config.json"):
+        _architecture(str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="no tiny model for architecture 'llava'"):
+        build_tiny(tmp_path / "x", "llava")
+
+
+def test_smoke_takes_the_first_rows_of_the_configured_train_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from codedance.core.config import Config
+    from codedance.core.errors import ConfigError
+    from codedance.trainers.verl.smoke import PROMPTS, _rows
+
+    source = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"data_source": ["a", "b", "c"], "n": [1, 2, 3]}), source)
+    config = Config.model_validate({"training": {"train_files": [str(source)]}})
+    (tmp_path / "one").mkdir()
+    rows = pq.read_table(_rows(config, None, tmp_path / "one"))  # type: ignore[arg-type]
+    assert rows.column("n").to_pylist() == [1, 2][:PROMPTS]
+    pq.write_table(pa.table({"n": [1]}), source)
+    (tmp_path / "two").mkdir()
+    with pytest.raises(ConfigError, match="has 1 row"):
+        _rows(config, None, tmp_path / "two")  # type: ignore[arg-type]

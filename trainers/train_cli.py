@@ -114,6 +114,8 @@ def _print_verdict(verdict: Verdict) -> None:
         f"weights changed: {yes[verdict.weights_changed]} (max |delta| "
         f"{verdict.max_weight_delta:.3g})"
     )
+    versions = "; ".join(",".join(map(str, step)) for step in verdict.weights_versions)
+    click.echo(f"rollout weights (trainer step) per step: {versions}")
     click.echo("policy loss per step: " + ", ".join(f"{v:.4g}" for v in verdict.policy_loss))
     for step, (means, stds) in enumerate(
         zip(verdict.reward_mean, verdict.reward_std, strict=True), 1

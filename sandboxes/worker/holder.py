@@ -19,6 +19,7 @@ other frame as an attack (see session.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ from . import isolation
 from .engine import Engine
 from .protocol import ProtocolError, recv_message, send_message
 
-__all__ = ["Holder", "failure"]
+__all__ = ["Holder", "failure", "holder_main"]
 
 
 class Holder:
@@ -218,3 +219,84 @@ def _describe_status(status: int) -> str:
         hint = " (out of memory or a resource limit?)" if limited else ""
         return f"the process running the code was killed by {name}{hint}; {kept}"
     return f"the process running the code exited ({os.waitstatus_to_exitcode(status)}); {kept}"
+
+
+# -- the holder process's start ----------------------------------------------------
+
+
+def holder_main(channel: socket.socket, spec: dict[str, Any]) -> None:
+    """The holder: drop every privilege and inherited descriptor, then serve init.
+
+    Its engine (capture threads and pipes) is built before the inputs arrive, so a
+    pooled session spends nothing on it when it is handed out.
+    """
+    try:
+        isolation.close_fds_except((channel.fileno(),))
+        _drop_privileges(spec)
+        isolation.set_limits(spec.get("session_limits", {}))
+        limits = dict(spec.get("holder_limits", {}))
+        if "as" in limits:  # memory_mb on top of what the fork already maps (shared pages)
+            limits["as"] += _mapped_bytes()
+        isolation.set_limits(limits)
+        limit = int(spec.get("max_output_chars") or 8000)
+        try:
+            engine = Engine(".", [], limit)
+        except Exception as exc:
+            send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(0)
+        send_message(channel, {"op": "built"})
+        message, blobs = recv_message(channel)
+        if message.get("op") != "configure":
+            os._exit(0)
+        _write_inputs([str(n) for n in message.get("files") or []], blobs)
+        os.environ.clear()
+        os.environ.update(message.get("env") or {})
+        images = [str(name) for name in message.get("images") or []]
+        tools = message.get("tools")
+        if isinstance(tools, str):  # the bundle's JSON text, as the host sent it
+            tools = json.loads(tools)
+        engine.max_bytes = max(1, int(message.get("max_output_chars") or limit)) * 4
+        try:
+            engine.add_inputs(images, tools)
+        except Exception as exc:
+            send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
+            os._exit(0)
+        config = {**spec, "on_error": message.get("on_error", spec.get("on_error"))}
+        send_message(channel, {"op": "ready"})
+        Holder(channel, engine, config).serve()
+    finally:
+        os._exit(0)
+
+
+def _mapped_bytes() -> int:
+    """This process's address space now (the zygote's imports, shared with it)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_inputs(names: list[str], blobs: list[bytes]) -> None:
+    """Write (or restore) the session's input files, as the session's own uid."""
+    for name, data in zip(names, blobs, strict=True):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            os.unlink(name)  # whatever the code left there: a symlink, say
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+
+
+def _drop_privileges(spec: dict[str, Any]) -> None:
+    """The session's own uid where the host is root; no capabilities in any case."""
+    uid = spec.get("uid")
+    if uid is not None and os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)  # every capability goes with root's uid
+        # setuid made us non-dumpable; rollback's runners write their uid_map in /proc/self.
+        isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
+    else:
+        with contextlib.suppress(OSError):
+            isolation.keep_capabilities(())
+    isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)

@@ -24,7 +24,6 @@ that runs model code.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
@@ -33,8 +32,7 @@ import time
 from typing import Any
 
 from . import isolation
-from .engine import Engine
-from .holder import Holder, failure
+from .holder import failure, holder_main
 from .protocol import ProtocolError, recv_frame, recv_message, send_message, send_raw
 
 __all__ = ["init_main"]
@@ -46,6 +44,7 @@ INIT_CAPS = (
     isolation.CAP_SETGID,
     isolation.CAP_SYS_RESOURCE,
 )
+FRAME_S = 5.0  # how long the rest of a frame may take once its first byte arrived
 _CONFIG_KEYS = ("env", "images", "tools", "on_error", "max_output_chars")
 
 
@@ -84,12 +83,19 @@ class Init:
             if self.spec.get("await_configure"):
                 send_message(self.host, {"op": "spawned"})
                 self._configure()
-            self._hand_config()
+                # Answer at once: the holder's engine is built, binding the inputs is
+                # quick and overlaps the host's next step; its first request waits in
+                # the socket until the holder has confirmed (or a failure is sent).
+                self._hand_config(wait=False)
+                send_message(self.host, {"op": "ready", "isolation": self.label})
+                self._expect("ready")
+            else:
+                self._hand_config()
+                send_message(self.host, {"op": "ready", "isolation": self.label})
         except (StartError, ProtocolError, OSError) as exc:
             with contextlib.suppress(OSError):
                 send_message(self.host, {"op": "failed", "message": str(exc)})
             return
-        send_message(self.host, {"op": "ready", "isolation": self.label})
         self._serve()
 
     # -- holders -------------------------------------------------------------------
@@ -98,23 +104,31 @@ class Init:
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
-            _holder_main(theirs, self.spec)
+            holder_main(theirs, self.spec)
         theirs.close()
+        ours.settimeout(FRAME_S)  # once: a frame that has begun must end within it
         self.pid, self.chan = pid, ours
+        self._expect("built")  # its engine exists: a pooled session is ready but for inputs
 
-    def _hand_config(self) -> None:
-        """Give the (pre-forked) holder its configuration; wait for its engine."""
+    def _hand_config(self, wait: bool = True) -> None:
+        """Give the holder its configuration (inputs, tools); by default wait for it."""
         assert self.chan is not None
         names, blobs = self.files
         send_message(self.chan, {"op": "configure", **self.config, "files": names}, blobs)
+        if wait:
+            self._expect("ready")
+
+    def _expect(self, op: str) -> None:
+        """The holder's next message must be ``op``; StartError otherwise."""
+        assert self.chan is not None
         self.chan.settimeout(60)
         try:
             header, _ = recv_message(self.chan)
         except (ProtocolError, TimeoutError) as exc:
             raise StartError(f"the session's engine did not start: {exc}") from None
         finally:
-            self.chan.settimeout(None)
-        if header.get("op") != "ready":
+            self.chan.settimeout(FRAME_S)
+        if header.get("op") != op:
             raise StartError(str(header.get("message", "the session's engine did not start")))
 
     def _configure(self) -> None:
@@ -257,8 +271,7 @@ class Init:
         while True:
             wait = max(0.0, min(0.25, deadline - time.monotonic()))
             if select.select([self.chan], [], [], wait)[0]:
-                self.chan.settimeout(max(0.1, deadline - time.monotonic()))
-                try:
+                try:  # the channel's FRAME_S timeout bounds a torn frame
                     header, blobs, raw = recv_frame(self.chan)
                 except (ProtocolError, OSError) as exc:  # OSError: a torn frame timed out
                     if "closed" in str(exc) or self._reap(self.pid):
@@ -267,9 +280,6 @@ class Init:
                         self._compromised(f"sent an unreadable frame ({exc})")
                         self._send_pending()
                     return None, [], b""
-                finally:
-                    if self.chan is not None:
-                        self.chan.settimeout(None)
                 if header.get("op") != "result" or header.get("token") != token:
                     self._compromised("sent a frame that is not this run's record")
                     self._send_pending()
@@ -397,83 +407,6 @@ class Init:
                 return
             except InterruptedError:
                 continue
-
-
-def _holder_main(channel: socket.socket, spec: dict[str, Any]) -> None:
-    """The holder: drop every privilege and inherited descriptor, then serve init.
-
-    Its engine (capture threads and pipes) is built before the inputs arrive, so a
-    pooled session spends nothing on it when it is handed out.
-    """
-    try:
-        isolation.close_fds_except((channel.fileno(),))
-        _drop_privileges(spec)
-        isolation.set_limits(spec.get("session_limits", {}))
-        limits = dict(spec.get("holder_limits", {}))
-        if "as" in limits:  # memory_mb on top of what the fork already maps (shared pages)
-            limits["as"] += _mapped_bytes()
-        isolation.set_limits(limits)
-        limit = int(spec.get("max_output_chars") or 8000)
-        try:
-            engine = Engine(".", [], limit)
-        except Exception as exc:
-            send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
-            os._exit(0)
-        message, blobs = recv_message(channel)
-        if message.get("op") != "configure":
-            os._exit(0)
-        _write_inputs([str(n) for n in message.get("files") or []], blobs)
-        os.environ.clear()
-        os.environ.update(message.get("env") or {})
-        images = [str(name) for name in message.get("images") or []]
-        tools = message.get("tools")
-        if isinstance(tools, str):  # the bundle's JSON text, as the host sent it
-            tools = json.loads(tools)
-        engine.max_bytes = max(1, int(message.get("max_output_chars") or limit)) * 4
-        try:
-            engine.add_inputs(images, tools)
-        except Exception as exc:
-            send_message(channel, {"op": "failed", "message": f"{type(exc).__name__}: {exc}"})
-            os._exit(0)
-        config = {**spec, "on_error": message.get("on_error", spec.get("on_error"))}
-        send_message(channel, {"op": "ready"})
-        Holder(channel, engine, config).serve()
-    finally:
-        os._exit(0)
-
-
-def _mapped_bytes() -> int:
-    """This process's address space now (the zygote's imports, shared with it)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _write_inputs(names: list[str], blobs: list[bytes]) -> None:
-    """Write (or restore) the session's input files, as the session's own uid."""
-    for name, data in zip(names, blobs, strict=True):
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-            os.unlink(name)  # whatever the code left there: a symlink, say
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-
-
-def _drop_privileges(spec: dict[str, Any]) -> None:
-    """The session's own uid where the host is root; no capabilities in any case."""
-    uid = spec.get("uid")
-    if uid is not None and os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)  # every capability goes with root's uid
-        # setuid made us non-dumpable; rollback's runners write their uid_map in /proc/self.
-        isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
-    else:
-        with contextlib.suppress(OSError):
-            isolation.keep_capabilities(())
-    isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _descendants(root: int) -> list[int]:

@@ -64,7 +64,10 @@ def launch(
         variables.update(cpu_environment())
     if ray_address:
         variables["RAY_ADDRESS"] = ray_address
-    command = [sys.executable, "-m", "verl.trainer.main_ppo", *run.overrides]
+    # Hydra's own files (the composed config, main_ppo.log) go to the run's folder, not
+    # to ./outputs/<date>/ in whatever directory codedance was started from.
+    hydra_dir = f"hydra.run.dir={run.workdir / 'hydra'}"
+    command = [sys.executable, "-m", "verl.trainer.main_ppo", *run.overrides, hydra_dir]
     return subprocess.call(command, env=variables, stdout=output, stderr=output)
 
 

@@ -13,7 +13,9 @@ about the batch the actor is about to train on, as ``step-<N>.json``:
   the ``codedance_grpo`` estimator's own functions from the batch's token-level
   rewards (what the trainer then reads, ``algorithm.use_kl_in_reward`` being off);
 - per row: the images, the ``<|image_pad|>`` tokens in ``input_ids`` (in contiguous
-  spans) and the tokens the processor's ``image_grid_thw`` accounts for.
+  spans) and the tokens the processor's ``image_grid_thw`` accounts for;
+- per row: ``weights_version``, the trainer step whose weights the rollout server
+  generated with (the server's ``global_steps``), which shows the weight sync.
 
 ``codedance train --smoke`` names this manager (``agent_loop_manager_class``); any
 ``codedance train`` can, with the verl override
@@ -103,6 +105,7 @@ def batch_record(
                 "total": float(rewards[row].sum()),
                 "rewards": {key: _number(extra[key][row]) for key in keys},
                 "stop": trajectory.get("stop"),
+                "weights_version": _version(extra, row),
                 "turns": turns,
                 **images,
             }
@@ -142,6 +145,13 @@ def _spans(flags: Sequence[int]) -> list[int]:
             lengths.append(current)
             current = 0
     return lengths
+
+
+def _version(extra: Any, row: int) -> int | None:
+    """The trainer step whose weights the rollout server held (``codedance-hf``, vLLM)."""
+    column = extra.get("max_global_steps")
+    value = None if column is None else column[row]
+    return None if value is None else int(value)
 
 
 def _number(value: Any) -> Any:

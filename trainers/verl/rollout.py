@@ -30,7 +30,6 @@ under :data:`ROLLOUT_NAME`; importing this module registers them, so ``codedance
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -68,8 +67,6 @@ _CONFIG_TOKEN_IDS = (
     "vision_end_token_id",
 )
 
-logger = logging.getLogger(__name__)
-
 
 def server_name(replica_rank: int) -> str:
     """The Ray actor name of replica ``replica_rank``'s server (one node per replica)."""
@@ -102,10 +99,9 @@ class HFRolloutServer:
         )
         self.model: Any = model.eval()  # type: ignore[no-untyped-call]
         self.suppress = vision_token_ids(self.tokenizer, self.model.config)
-        generation = self.model.generation_config
-        eos = generation.eos_token_id
-        self.eos = sorted({*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id})
-        self.eos = [i for i in self.eos if i is not None]
+        eos = self.model.generation_config.eos_token_id
+        ends = [*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id]
+        self.eos = sorted({int(i) for i in ends if i is not None})
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.global_steps: int | None = None
         self.lock = asyncio.Lock()

@@ -65,6 +65,7 @@ class Verdict:
     policy_loss: list[float] = field(default_factory=list)
     reward_mean: list[dict[str, float]] = field(default_factory=list)
     reward_std: list[dict[str, float]] = field(default_factory=list)
+    weights_versions: list[list[int]] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
     checkpoint: str | None = None
     model: str = ""
@@ -210,9 +211,12 @@ def _verdict(workdir: Path, model: Path, records: Path, status: int) -> Verdict:
         for step in steps
     ]
     for path in sorted(records.glob("step-*.json")):
-        means, stds = group_rewards(json.loads(path.read_text(encoding="utf-8"))["rows"])
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        means, stds = group_rewards(rows)
         verdict.reward_mean.append(means)
         verdict.reward_std.append(stds)
+        versions = {row["weights_version"] for row in rows} - {None}
+        verdict.weights_versions.append(sorted(versions))
     checkpoint = workdir / "train" / "checkpoints" / f"global_step_{STEPS}" / "actor"
     if checkpoint.is_dir():
         verdict.checkpoint = str(checkpoint)
