@@ -237,7 +237,7 @@ def test_doctor_describes_the_local_sandbox_isolation(codedance_cli):
     (local,) = [c for c in checks if c["name"] == "sandbox local"]
     if shutil.which("bwrap"):
         assert local["status"] == "ok"
-        assert "per-session user/pid/net/ipc namespaces" in local["detail"]
+        assert "per-session pid/net/ipc/mount namespaces" in local["detail"]
     else:
         assert local["status"] == "warn"
         assert "apt-get install bubblewrap" in local["detail"]

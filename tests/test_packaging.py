@@ -118,7 +118,9 @@ def test_wheel_holds_only_the_codedance_namespace(wheel):
     ):
         assert f"codedance/{required}" in names
     shipped = {name.removeprefix("codedance/") for name in names if name.endswith(".py")}
-    assert shipped == set(_package_sources()) - {"setup.py"}
+    data = {"sandboxes/image/check.py"}  # the sandbox image's self-check (package data)
+    assert shipped == (set(_package_sources()) - {"setup.py"}) | data
+    assert "codedance/sandboxes/image/Dockerfile" in names
     assert not [n for n in names if n.startswith(("codedance/tests/", "codedance/examples/"))]
     entry_points = zipfile.ZipFile(wheel).read("codedance-0.1.0.dist-info/entry_points.txt")
     assert b"codedance = codedance.core.cli:main" in entry_points
