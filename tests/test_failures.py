@@ -8,6 +8,7 @@ retried, then left unscored, never a failed call in BAT. The model's own
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
 import os
@@ -154,20 +155,21 @@ def test_the_models_own_crash_is_the_models_failed_call(sandbox, crash):
     assert (trajectory.tool_calls, trajectory.failed_calls) == (1, 1)
 
 
-def test_a_session_that_cannot_start_is_infrastructure(lone):
-    """The host's session folder vanished (a /tmp cleaner, say): no session can start."""
-    import shutil
+def test_a_session_that_cannot_start_is_infrastructure(lone, monkeypatch):
+    """The host cannot fork another session (at its process limit): no session can start.
 
+    The fault is injected at the host edge (the backend's ``spawn``); everything the
+    runtime does with it (retry, classify, leave unscored) is the real thing.
+    """
     solve(lone, TASK, [code("print(1)"), "<answer>42</answer>"])  # the zygote is up
-    assert lone._zygote is not None
-    shutil.rmtree(lone._zygote.sessions_root)
+    monkeypatch.setattr(lone, "spawn", _fork_fails)
     trajectory = solve(lone, TASK, [code("print(1)"), "<answer>42</answer>"], retries=1)
     assert (trajectory.stop, trajectory.failure, trajectory.attempts) == (
         "error",
         "sandbox_start",
         2,
     )
-    assert "did not start: FileNotFoundError" in (trajectory.error or "")
+    assert "did not start: BlockingIOError" in (trajectory.error or "")
     assert AccuracyReward().score(trajectory).parts["infrastructure"] == 1.0
     assert trajectory.tool_calls == 0
 
@@ -266,17 +268,18 @@ def test_admission_runs_one_at_a_time_and_the_wait_is_not_on_the_clock():
     assert spans[-1][0] - spans[0][0] > 3.0  # the last one was admitted after its limit
 
 
+def _fork_fails() -> None:
+    raise OSError(errno.EAGAIN, "fork: Resource temporarily unavailable")
+
+
 class WipedLocalSandbox(LocalSandbox):
-    """The real local backend on a host whose /tmp cleaner removed its session folder."""
+    """The real local backend on a host that cannot fork another session."""
 
     name = "local-wiped"
 
-    def _ensure_zygote(self):  # type: ignore[no-untyped-def]
-        import shutil
-
-        zygote = super()._ensure_zygote()
-        shutil.rmtree(zygote.sessions_root, ignore_errors=True)
-        return zygote
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        super().__init__(config)
+        self.spawn = _fork_fails  # type: ignore[method-assign]
 
 
 class WipedPlugin:
