@@ -31,7 +31,7 @@ __all__ = ["train_command"]
 @click.option(
     "--device",
     type=click.Choice(["gpu", "cpu"]),
-    help="Where verl runs (training.device); cpu: the CPU profile, see docs/training-cpu.md.",
+    help="Where verl runs (training.device); cpu: the CPU profile, see docs/training.md (CPU section).",
 )
 @click.option(
     "--smoke",

@@ -173,7 +173,7 @@ def cpu_environment() -> dict[str, str]:
 
 
 def cpu_overrides(config: Config) -> list[str]:
-    """The CPU profile (docs/training-cpu.md): verl's recipe, placed on CPU processes.
+    """The CPU profile (docs/training.md (CPU section)): verl's recipe, placed on CPU processes.
 
     gloo and the CPU platform come from :mod:`codedance.trainers.verl.platform`, loaded
     in every process through ``VERL_USE_EXTERNAL_MODULES``; generation from the
