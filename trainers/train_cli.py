@@ -31,7 +31,7 @@ __all__ = ["train_command"]
 @click.option(
     "--device",
     type=click.Choice(["gpu", "cpu"]),
-    help="Where verl runs (training.device); cpu: the CPU profile, see docs/training.md (CPU section).",
+    help="Where verl runs (training.device); cpu: the CPU profile (docs/training.md).",
 )
 @click.option(
     "--smoke",
