@@ -75,12 +75,12 @@ def eval_command(app: App, **kwargs: Any) -> None:
 
 
 def _evaluate(app: App, **kwargs: Any) -> None:
+    from codedance.commands.run import solve_with_progress
     from codedance.evaluation.judging import judged_score
     from codedance.evaluation.manifest import build_manifest
     from codedance.evaluation.problems import safe_score, write_problems
     from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
-    from codedance.runtime.cli import solve_with_progress
     from codedance.runtime.store import RunWriter
 
     name = kwargs["benchmark_name"]

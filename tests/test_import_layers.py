@@ -14,12 +14,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NOT_PACKAGE = {"tests", "examples", "bench", "scripts", "docs", "build"}
 
-#: Edges the CLI regrouping (issue 14, section 5, deferred) will remove: a command that
-#: composes two subpackages lives in the lower one today. Each entry must still exist.
-PENDING: dict[tuple[str, str], str] = {
-    ("runtime/cli.py", "rewards"): "`codedance run` scores with the reward composition",
-}
-
 
 def _subpackages() -> list[str]:
     return sorted(
@@ -76,15 +70,6 @@ def _edges() -> dict[tuple[str, str], list[str]]:
     return edges
 
 
-def _without_pending(edges: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], list[str]]:
-    kept: dict[tuple[str, str], list[str]] = {}
-    for (source, target), places in edges.items():
-        rest = [p for p in places if (p.rsplit(":", 1)[0], target) not in PENDING]
-        if rest:
-            kept[source, target] = rest
-    return kept
-
-
 def _cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[str]]:
     """Strongly connected groups of more than one subpackage (Tarjan)."""
     graph: dict[str, set[str]] = defaultdict(set)
@@ -121,20 +106,13 @@ def _cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle_between_subpackages():
-    edges = _without_pending(_edges())
+    edges = _edges()
     problems = []
     for group in _cycles(edges):
         inside = {k: v for k, v in edges.items() if k[0] in group and k[1] in group}
         lines = [f"  {a} -> {b}: {', '.join(places[:4])}" for (a, b), places in inside.items()]
         problems.append(f"cycle {{{', '.join(group)}}}:\n" + "\n".join(sorted(lines)))
     assert not problems, "import cycles between subpackages:\n" + "\n".join(problems)
-
-
-def test_pending_exceptions_are_still_needed():
-    """An exception whose import is gone must be deleted, so the list only shrinks."""
-    edges = _edges()
-    used = {(p.rsplit(":", 1)[0], target) for (_, target), ps in edges.items() for p in ps}
-    assert set(PENDING) <= used, f"stale: {set(PENDING) - used}"
 
 
 def test_nothing_outside_plugins_imports_from_it():
