@@ -203,6 +203,11 @@ def _explain(reward_lines: list[str], missing: dict[str, list[str]]) -> None:
             "  (each trajectory is scored as a group of one here; in training a prompt's "
             "rollouts form its group)"
         )
+    warn_missing_tools(missing)
+
+
+def warn_missing_tools(missing: dict[str, list[str]]) -> None:
+    """One warning per missing package (``runtime.metrics.missing_packages``), naming the tools."""
     for message, tools in missing.items():
         names = ", ".join(tools)
         click.secho(f"warning: tools unavailable in this run ({names}): {message}", fg="yellow")

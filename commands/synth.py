@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codedance.core.cli import App, pass_app
+from codedance.core.cli import App, invocation, pass_app
 
 if TYPE_CHECKING:
     from codedance.trainers.synth import Candidate, Verdict
@@ -210,4 +210,5 @@ def _report(summary: dict[str, Any], out: Path) -> None:
         )
     for name, path in summary.get("exports", {}).items():
         click.echo(f"{name} export: {path}")
-    click.echo(f"Kept trajectories: {out / 'trajectories.jsonl'}  (view: codedance view {out})")
+    view = f"{invocation()} view {out}"
+    click.echo(f"Kept trajectories: {out / 'trajectories.jsonl'}  (view: {view})")

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from codedance.commands import synth
+from codedance.core.cli import invocation
 from codedance.core.config import load_config
 from codedance.core.discovery import load_registry
 from codedance.core.errors import CodedanceError, ConfigError
@@ -328,6 +329,7 @@ def test_cli_builds_and_prints_the_summary(codedance_cli, tmp_path):
     assert summary["kept"] == 1
     assert summary["rejected"] == 1
     assert summary["exports"] == {"sharegpt": str(out / "sharegpt.jsonl")}
+    assert f"(view: {invocation()} view {out})" in result.output  # works from a new shell
     (kept,) = lines(out / "trajectories.jsonl")
     crop = Image.open(out / kept["turns"][0]["execution"]["images"][0]).convert("RGB")
     centre = crop.getpixel((crop.width // 2, crop.height // 2))
