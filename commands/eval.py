@@ -201,8 +201,8 @@ def _write_meta(
 
 
 def _finish(out: Path, benchmark: Benchmark, replayed: bool, *, quiet: bool = False) -> None:
+    from codedance.commands.run import echo_failures
     from codedance.evaluation.report import markdown, summarize_run, write_report
-    from codedance.runtime.failures import echo_failures
     from codedance.runtime.store import read_trajectories
 
     trajectories = read_trajectories(out)
