@@ -8,6 +8,7 @@ run). ``plugins/`` holds built-in registrations: nothing else imports from it.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -124,3 +125,23 @@ def test_the_cycle_finder_finds_a_cycle():
     edges = {("a", "b"): ["a/x.py:1"], ("b", "c"): ["b/y.py:2"], ("c", "a"): ["c/z.py:3"]}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _cycles({("a", "b"): ["a/x.py:1"]}) == []
+
+
+def test_cli_code_lives_in_commands_one_module_per_command(codedance_registry):
+    """``commands/<name>.py`` holds ``codedance <name>``; elsewhere only the root group
+    (core/cli.py, the framework plugin commands use too) is a click command."""
+    decorator = re.compile(r"^@click\.(command|group)\b", re.MULTILINE)
+    stray = [
+        relative
+        for top in _subpackages()
+        if top != "commands"
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if (relative := path.relative_to(ROOT).as_posix()) != "core/cli.py"
+        and decorator.search(path.read_text(encoding="utf-8"))
+    ]
+    assert stray == [], "click commands outside commands/: " + ", ".join(stray)
+    for entry in codedance_registry.entries("command"):
+        if entry.plugin.name == "codedance.plugins.commands":
+            assert Path(entry.source or "").resolve().relative_to(ROOT).as_posix() == (
+                f"commands/{entry.name}.py"
+            ), f"`codedance {entry.name}` is defined in {entry.source}"
