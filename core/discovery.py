@@ -43,12 +43,8 @@ TRACE_ENV = "CODEDANCE_TRACE_PLUGINS"
 
 #: Modules of the plugins that ship with codedance; they use the public hooks.
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "codedance.core.commands",
+    "codedance.plugins.commands",
     "codedance.sandboxes",
-    "codedance.runtime.commands",
-    "codedance.evaluation.commands",
-    "codedance.trainers.data_commands",
-    "codedance.trainers.commands",
     "codedance.plugins.protocols.codedance",
     "codedance.plugins.protocols.tagged",
     "codedance.plugins.protocols.schema",

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import os
 import platform
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from codedance.core.errors import CodedanceError
 
@@ -76,7 +75,7 @@ class Check:
 def run_checks(app: App) -> list[Check]:
     """Every check, in report order; ``app`` is the CLI's :class:`~codedance.core.cli.App`."""
     checks: list[Check] = [_python()]
-    for producer in (_extras, _opencv, _bubblewrap, _docker_engine, _e2b_key, _gpu):
+    for producer in (_extras, _opencv, _bubblewrap, _gpu):
         checks.extend(producer())
     checks.extend(_configuration(app))
     return checks
@@ -158,39 +157,6 @@ def _bubblewrap() -> Iterator[Check]:
         yield Check("system", "bubblewrap", "ok", f"{path} isolates (net, pid, ipc, uts, user)")
 
 
-def _docker_engine() -> Iterator[Check]:
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    fix = "start the Docker daemon or set DOCKER_HOST (needed by sandbox.backend=docker)"
-    if importlib.util.find_spec("docker") is None:
-        socket = host.removeprefix("unix://")
-        if host.startswith("unix://") and os.path.exists(socket):
-            yield Check("backend", "docker engine", "ok", f"socket at {socket}")
-        else:
-            yield Check("backend", "docker engine", "warn", f"no engine at {host}", fix)
-        return
-    import docker
-
-    try:
-        docker.DockerClient(base_url=host, timeout=3).ping()
-    except Exception as exc:
-        yield Check("backend", "docker engine", "warn", f"{host}: {type(exc).__name__}", fix)
-    else:
-        yield Check("backend", "docker engine", "ok", f"engine answers at {host}")
-
-
-def _e2b_key() -> Iterator[Check]:
-    if os.environ.get("E2B_API_KEY"):
-        yield Check("backend", "e2b", "ok", "E2B_API_KEY is set")
-    else:
-        yield Check(
-            "backend",
-            "e2b",
-            "warn",
-            "E2B_API_KEY is not set",
-            "export E2B_API_KEY=... (needed by sandbox.backend=e2b)",
-        )
-
-
 def _gpu() -> Iterator[Check]:
     smi = shutil.which("nvidia-smi")
     result = _run([smi, "-L"]) if smi else "nvidia-smi not found"
@@ -244,24 +210,32 @@ def _configuration(app: App) -> Iterator[Check]:
 
 
 def _backend_checks(app: App) -> Iterator[Check]:
-    """Registered sandboxes and models that define ``doctor()`` report their own state."""
+    """Registered sandboxes and models that define ``doctor()`` report their own state.
+
+    A usable sandbox also says what it isolates (its classmethod ``describe()``, part of
+    the sandbox contract); a model's ``describe()`` names a configured instance, so a
+    usable model class is just "usable".
+    """
     for kind in ("sandbox", "model"):
         for entry in app.registry.entries(kind):
-            probe: Callable[[], str | None] | None = getattr(entry.obj, "doctor", None)
-            if probe is None:
+            if getattr(entry.obj, "doctor", None) is None:
                 continue
-            try:
-                problem = _with_config(probe, app, kind)()
-            except Exception as exc:
-                problem = f"doctor() raised {type(exc).__name__}: {exc}"
+            problem, detail = _backend_state(entry.obj, app, kind)
             status: Status = "ok" if problem is None else "warn"
-            # A class-level describe() (sandboxes); a model's describe() needs an instance.
-            describe = getattr(entry.obj, "describe", None)
-            if problem is None and describe is not None and inspect.ismethod(describe):
-                detail = str(_with_config(describe, app, kind)())
-            else:
-                detail = problem or "usable"
-            yield Check("backend", f"{kind} {entry.name}", status, detail)
+            yield Check("backend", f"{kind} {entry.name}", status, problem or detail)
+
+
+def _backend_state(backend: Any, app: App, kind: str) -> tuple[str | None, str]:
+    """(what is missing or None, the line to show when usable); a raising check is a problem."""
+    method = "doctor"
+    try:
+        problem = _with_config(backend.doctor, app, kind)()
+        if problem is not None or kind != "sandbox" or not hasattr(backend, "describe"):
+            return problem, "usable"
+        method = "describe"
+        return None, str(_with_config(backend.describe, app, kind)())
+    except Exception as exc:
+        return f"{method}() raised {type(exc).__name__}: {exc}", ""
 
 
 def _with_config(function: Callable[..., _T], app: App, kind: str) -> Callable[[], _T]:

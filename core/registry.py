@@ -31,19 +31,10 @@ from codedance.core.errors import (
     PluginLoadWarning,
     UnknownNameError,
 )
+from codedance.core.hookspecs import KINDS
 
 __all__ = ["KINDS", "Entry", "PluginInfo", "Registry"]
 
-#: kind -> the hook that registers it. Kinds are singular, hooks plural.
-KINDS: dict[str, str] = {
-    "tool": "register_tools",
-    "sandbox": "register_sandboxes",
-    "reward": "register_rewards",
-    "model": "register_models",
-    "benchmark": "register_benchmarks",
-    "protocol": "register_protocols",
-    "command": "register_commands",
-}
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 

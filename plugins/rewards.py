@@ -30,10 +30,3 @@ def register_rewards(register: Register) -> None:
         JudgeReward,
     ):
         register(component)
-
-
-@hookimpl
-def register_commands(register: Register) -> None:
-    from codedance.rewards.cli import score_command
-
-    register(score_command)

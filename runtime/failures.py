@@ -33,7 +33,6 @@ __all__ = [
     "RunFailedError",
     "classify",
     "console_lines",
-    "echo_failures",
     "failures_html",
     "failures_markdown",
     "fatal_message",
@@ -240,19 +239,3 @@ def failures_html(rows: Sequence[FailureRow], page: str = "view.html") -> str:
     )
     head = f"<tr>{head}</tr>"
     return f"<h2>Errors by kind</h2><table>{head}{''.join(cells)}</table>"
-
-
-def echo_failures(trajectories: Sequence[Trajectory], out: object) -> None:
-    """Print the errors by kind; raise :class:`RunFailedError` when one reason failed them all.
-
-    Called by ``run``, ``eval`` and ``synth`` after their reports are written, so a
-    failed run still leaves its records, and exits non-zero with the reason.
-    """
-    import click
-
-    rows = summarize_failures(trajectories)
-    for line in console_lines(rows, str(out)):
-        click.secho(line, fg="yellow", err=True)
-    fatal = fatal_message(trajectories)
-    if fatal is not None:
-        raise RunFailedError(fatal)

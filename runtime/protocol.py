@@ -11,6 +11,7 @@ instructive observation.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 
     from codedance.sandboxes.base import ExecutionRecord
 
-__all__ = ["Protocol", "execution_notes", "question_with_options"]
+__all__ = ["Protocol", "execution_notes", "question_with_options", "think_text", "thought_before"]
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -111,3 +114,13 @@ def execution_notes(record: ExecutionRecord, shown_images: int, parsed: Parsed |
         hidden = len(record.images) - shown_images
         notes.append(f"{hidden} more image(s) were produced but not shown.")
     return notes
+
+
+def think_text(text: str) -> str:
+    """Every ``<think>...</think>`` block of a turn, stripped, one per line ("" if none)."""
+    return "\n".join(m.strip() for m in _THINK.findall(text))
+
+
+def thought_before(text: str, end: int) -> str:
+    """The ``<think>`` text when there is some, else the prose before the action at ``end``."""
+    return think_text(text) or text[:end].strip()

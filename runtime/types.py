@@ -10,7 +10,7 @@ referenced by path relative to the output folder, never inlined.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -308,7 +308,3 @@ class Trajectory:
             if turn.observation is not None:
                 history.append(turn.observation)
         return history
-
-
-def joined_text(parts: Sequence[Part]) -> str:
-    return "".join(p.text for p in parts if p.type == "text")

@@ -1,4 +1,5 @@
-"""``codedance view OUT``: a run's trajectories as one self-contained HTML page.
+"""A run's trajectories as one self-contained HTML page (``codedance view``, in
+:mod:`codedance.commands.view`).
 
 The page needs nothing but itself: images are embedded as base64 data URIs (large
 ones downscaled), the style sheet and the small filter script are inline, and no
@@ -13,15 +14,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import webbrowser
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Any
-
-import click
 
 from codedance.core.errors import CodedanceError
 from codedance.runtime.types import Parsed, Part, Trajectory, Turn
@@ -46,8 +44,8 @@ __all__ = [
     "load_run",
     "render_html",
     "run_stats",
+    "save_page",
     "verdict",
-    "view_command",
     "write_view",
 ]
 
@@ -482,42 +480,13 @@ def write_view(
 ) -> Path:
     """Render the run at ``out`` to ``output`` (default :func:`default_output`) and return it."""
     html = render_html(load_run(out), limit=limit, max_side=max_side)
-    return _save(html, output or default_output(out))
+    return save_page(html, output or default_output(out))
 
 
-def _save(html: str, target: Path) -> Path:
+def save_page(html: str, target: Path) -> Path:
+    """Write a rendered page to ``target`` (its folder made) and return ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # backslashreplace: undecodable bytes of the sandbox's output (lone surrogates) show
     # as escapes instead of failing the page; the JSONL keeps them exactly.
     target.write_text(html, encoding="utf-8", errors="backslashreplace")
     return target
-
-
-@click.command("view")
-@click.argument("out", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the page [default: OUT/view.html, or <name>.html beside a .jsonl].",
-)
-@click.option("--limit", type=click.IntRange(min=1), help="Show only the first N trajectories.")
-@click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
-def view_command(out: Path, output: Path | None, limit: int | None, open_page: bool) -> None:
-    """Write a run's trajectories as one self-contained HTML page.
-
-    OUT is a run's output folder (with trajectories.jsonl) or a trajectories .jsonl
-    file. Images are embedded, so the page can be moved or mailed on its own.
-    """
-    try:
-        run = load_run(out)
-    except CodedanceError as exc:
-        raise click.ClickException(str(exc)) from None
-    target = _save(render_html(run, limit=limit), output or default_output(out))
-    shown = len(run.trajectories) if limit is None else min(limit, len(run.trajectories))
-    click.echo(f"wrote {target} ({shown} of {len(run.trajectories)} trajectories)")
-    if run.broken:
-        click.secho(
-            f"warning: {len(run.broken)} unreadable lines in {run.source}", fg="yellow", err=True
-        )
-    if open_page:
-        webbrowser.open(target.resolve().as_uri())

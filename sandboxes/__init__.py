@@ -1,7 +1,7 @@
 """Sandbox backends that run model-written code in stateful sessions (local, Docker, E2B).
 
-This module is the built-in plugin that registers them and the ``exec`` command,
-through the same hooks a third-party backend uses.
+This module is the built-in plugin that registers them, through the same hook a
+third-party backend uses (``codedance exec`` lives in :mod:`codedance.commands.exec`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,3 @@ def register_sandboxes(register: Register) -> None:
     register(LocalSandbox)
     register(DockerSandbox)
     register(E2BSandbox)
-
-
-@hookimpl
-def register_commands(register: Register) -> None:
-    from codedance.sandboxes.cli import bench_group, exec_command
-    from codedance.sandboxes.docker_cli import sandbox_group
-
-    register(exec_command)
-    register(bench_group)
-    register(sandbox_group)

@@ -293,6 +293,16 @@ class SandboxBackend(ABC):
         """None when usable here, else what is missing and how to fix it."""
         return None
 
+    @classmethod
+    def describe(cls) -> str:
+        """One line on what a session isolates here, shown by ``codedance doctor``.
+
+        Called only when :meth:`doctor` found nothing missing. The default says only
+        that the backend is usable; a backend that isolates says how (the local one
+        names bubblewrap, namespaces and cgroups).
+        """
+        return "usable"
+
     def __enter__(self) -> SandboxBackend:
         return self
 

@@ -134,6 +134,10 @@ class SandboxConformance:
     def test_doctor_says_none_or_what_is_missing(self, sandbox_backend: SandboxBackend) -> None:
         answer = type(sandbox_backend).doctor()
         assert answer is None or (isinstance(answer, str) and answer.strip()), repr(answer)
+        if answer is None:
+            line = type(sandbox_backend).describe()
+            assert isinstance(line, str), f"describe() gave {line!r}"
+            assert line.strip(), "describe() gave an empty line"
 
     @guarantee("record-fields")
     def test_records_have_the_documented_types(self, open_session: OpenSession) -> None:

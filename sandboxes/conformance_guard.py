@@ -72,7 +72,7 @@ GUARANTEES: dict[str, str] = {
     "close": "close() is idempotent; run() and restart() afterwards raise SessionClosedError",
     "async": "aopen_session, arun and 'async with' work like their sync twins",
     "config": "the backend's settings are the SandboxConfig it was given, as self.config",
-    "doctor": "the classmethod doctor() returns None or a text saying what is missing",
+    "doctor": "classmethod doctor() returns None or what is missing; describe() a non-empty line",
 }
 
 Test = TypeVar("Test", bound=Callable[..., None])

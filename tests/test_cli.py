@@ -53,8 +53,8 @@ def test_plugins_json_lists_components_plugins_and_sources(register_plugin, code
     register_plugin(CommandPlugin(), name="greeter")
     report = json.loads(codedance_cli("plugins", "--json").output)
     rows = {(c["kind"], c["name"]): c for c in report["components"]}
-    assert rows["command", "doctor"]["plugin"] == "codedance.core.commands"
-    assert rows["command", "doctor"]["source"].endswith("core/commands.py")
+    assert rows["command", "doctor"]["plugin"] == "codedance.plugins.commands"
+    assert rows["command", "doctor"]["source"].endswith("commands/doctor.py")
     assert rows["command", "hello"]["plugin"] == "greeter"
     assert rows["command", "hello"]["source"] == __file__
     plugins = {p["name"]: p for p in report["plugins"]}
@@ -83,7 +83,7 @@ def test_plugins_table_shows_components_and_problems(register_plugin, codedance_
         result = codedance_cli("plugins")
     assert result.exit_code == 0
     assert "Registered components" in result.output
-    assert "codedance.core.commands" in result.output
+    assert "codedance.plugins.commands" in result.output
     assert "problem (broken-tools)" in result.output
     assert "ValueError: bad tool table" in result.output
 
@@ -183,7 +183,7 @@ def test_duplicate_command_name_is_a_usage_error(register_plugin, codedance_cli)
     with pytest.warns(PluginLoadWarning):
         result = codedance_cli("plugins")
     assert result.exit_code == 2
-    assert "'codedance.core.commands' and 'shadow'" in result.output
+    assert "'codedance.plugins.commands' and 'shadow'" in result.output
 
 
 def test_console_entry_point_runs_as_a_real_process():

@@ -58,7 +58,7 @@ def test_builtins_load_through_the_public_hooks():
     registry = load_registry(env=NO_INSTALLED)
     assert [p.name for p in registry.plugins] == list(BUILTIN_PLUGINS)
     assert registry.plugins[0].origin == "builtin"
-    assert registry.hooks_of("codedance.core.commands") == ["register_commands"]
+    assert registry.hooks_of("codedance.plugins.commands") == ["register_commands"]
 
 
 def test_py_file_listed_in_config_is_loaded_relative_to_the_config(tmp_path, write_plugin):

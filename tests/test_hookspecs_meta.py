@@ -3,6 +3,7 @@ has a registration test; docs and code cannot drift apart silently."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import types
@@ -60,6 +61,26 @@ def test_every_hookspec_is_typed_and_documented_in_code(hook):
     assert "Called once per process" in spec.__doc__
     assert ":param register:" in spec.__doc__
     assert spec.__annotations__ == {"register": "Register", "return": "None"}
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hookspec_names_what_it_registers(hook):
+    """A ``Registers:`` paragraph names the base class (or function shape) of the kind."""
+    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    assert "\nRegisters: " in doc, f"{hook}'s docstring has no 'Registers:' paragraph"
+    for dotted in re.findall(r":(?:class|func|mod):`([\w.]+)`", doc.split("Registers: ")[1]):
+        module, _, attribute = dotted.rpartition(".")
+        try:
+            target = importlib.import_module(dotted)
+        except ImportError:
+            target = getattr(importlib.import_module(module), attribute, None)
+        assert target is not None, f"{hook}'s docstring names {dotted}, which does not exist"
+
+
+def test_a_new_hookspec_is_a_new_kind():
+    """KINDS is derived from the hookspecs, so adding a kind is one edit."""
+    assert list(KINDS) == ["tool", "sandbox", "reward", "model", "benchmark", "protocol", "command"]
+    assert all(getattr(hookspecs, hook) for hook in KINDS.values())
 
 
 @pytest.mark.parametrize("hook", HOOKS)

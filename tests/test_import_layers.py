@@ -8,17 +8,12 @@ run). ``plugins/`` holds built-in registrations: nothing else imports from it.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_PACKAGE = {"tests", "examples", "bench", "scripts", "docs", "build"}
-
-#: Edges the CLI regrouping (issue 14, section 5, deferred) will remove: a command that
-#: composes two subpackages lives in the lower one today. Each entry must still exist.
-PENDING: dict[tuple[str, str], str] = {
-    ("runtime/cli.py", "rewards"): "`codedance run` scores with the reward composition",
-}
 
 
 def _subpackages() -> list[str]:
@@ -76,15 +71,6 @@ def _edges() -> dict[tuple[str, str], list[str]]:
     return edges
 
 
-def _without_pending(edges: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], list[str]]:
-    kept: dict[tuple[str, str], list[str]] = {}
-    for (source, target), places in edges.items():
-        rest = [p for p in places if (p.rsplit(":", 1)[0], target) not in PENDING]
-        if rest:
-            kept[source, target] = rest
-    return kept
-
-
 def _cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[str]]:
     """Strongly connected groups of more than one subpackage (Tarjan)."""
     graph: dict[str, set[str]] = defaultdict(set)
@@ -121,20 +107,13 @@ def _cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle_between_subpackages():
-    edges = _without_pending(_edges())
+    edges = _edges()
     problems = []
     for group in _cycles(edges):
         inside = {k: v for k, v in edges.items() if k[0] in group and k[1] in group}
         lines = [f"  {a} -> {b}: {', '.join(places[:4])}" for (a, b), places in inside.items()]
         problems.append(f"cycle {{{', '.join(group)}}}:\n" + "\n".join(sorted(lines)))
     assert not problems, "import cycles between subpackages:\n" + "\n".join(problems)
-
-
-def test_pending_exceptions_are_still_needed():
-    """An exception whose import is gone must be deleted, so the list only shrinks."""
-    edges = _edges()
-    used = {(p.rsplit(":", 1)[0], target) for (_, target), ps in edges.items() for p in ps}
-    assert set(PENDING) <= used, f"stale: {set(PENDING) - used}"
 
 
 def test_nothing_outside_plugins_imports_from_it():
@@ -146,3 +125,23 @@ def test_the_cycle_finder_finds_a_cycle():
     edges = {("a", "b"): ["a/x.py:1"], ("b", "c"): ["b/y.py:2"], ("c", "a"): ["c/z.py:3"]}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _cycles({("a", "b"): ["a/x.py:1"]}) == []
+
+
+def test_cli_code_lives_in_commands_one_module_per_command(codedance_registry):
+    """``commands/<name>.py`` holds ``codedance <name>``; elsewhere only the root group
+    (core/cli.py, the framework plugin commands use too) is a click command."""
+    decorator = re.compile(r"^@click\.(command|group)\b", re.MULTILINE)
+    stray = [
+        relative
+        for top in _subpackages()
+        if top != "commands"
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if (relative := path.relative_to(ROOT).as_posix()) != "core/cli.py"
+        and decorator.search(path.read_text(encoding="utf-8"))
+    ]
+    assert stray == [], "click commands outside commands/: " + ", ".join(stray)
+    for entry in codedance_registry.entries("command"):
+        if entry.plugin.name == "codedance.plugins.commands":
+            assert Path(entry.source or "").resolve().relative_to(ROOT).as_posix() == (
+                f"commands/{entry.name}.py"
+            ), f"`codedance {entry.name}` is defined in {entry.source}"

@@ -1,5 +1,5 @@
-"""What `codedance run` says after the table: the reward's make-up, missing packages, and
-a next-step command that works from a new shell."""
+"""What `codedance run` (and `eval`, `synth`) say at the end: the reward's make-up, missing
+packages, and a next-step command that works from a new shell."""
 
 from __future__ import annotations
 
@@ -64,3 +64,32 @@ def test_run_explains_the_reward_and_names_tools_whose_package_is_missing(tmp_pa
     assert "pip install 'codedance[ocr]'" in warning
     assert f"view them: {sys.executable} -m codedance view runs/x" in result.stdout
     assert Path(tmp_path / "runs/x/summary.json").is_file()
+
+
+def test_eval_names_tools_whose_package_is_missing_and_a_working_view_command(
+    codedance_cli, register_plugin, tmp_path
+):
+    """Like `run`: OCR without rapidocr is named with its fix; the view hint runs anywhere."""
+    from tests.test_eval import plugin
+
+    register_plugin(plugin())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "questions.json").write_text(
+        json.dumps([{"id": "q1", "n": 1, "kind": "odd"}])
+    )
+    hide = (
+        "import sys\nfrom PIL import Image\nsys.modules['rapidocr_onnxruntime'] = None\n"
+        "print(read_text(Image.new('RGB', (60, 40), 'white')))"
+    )
+    turns = [CODE_TURN.format(code=hide), "<answer>2</answer>"]
+    (tmp_path / "replay.jsonl").write_text(json.dumps({"id": "q1", "turns": turns}) + "\n")
+    out = tmp_path / "run"
+    result = codedance_cli(
+        *("eval", "--benchmark", "doubling", "--data", str(tmp_path / "data")),
+        *("--model", f"replay:{tmp_path / 'replay.jsonl'}", "--out", str(out)),
+    )
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.output.splitlines() if "tools unavailable" in line]
+    assert warning.startswith("warning: tools unavailable in this run (read_text): OCR needs")
+    assert "pip install 'codedance[ocr]'" in warning
+    assert f"trajectories: {cli.invocation()} view {out}" in result.output

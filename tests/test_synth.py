@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from codedance.commands import synth
+from codedance.core.cli import invocation
 from codedance.core.config import load_config
 from codedance.core.discovery import load_registry
 from codedance.core.errors import CodedanceError, ConfigError
+from codedance.plugins import commands as builtin_commands
 from codedance.rewards import score_answer
 from codedance.runtime.examples import build_examples
-from codedance.trainers import commands
 from codedance.trainers.sft_export import export, export_sharegpt, export_verl
 from codedance.trainers.synth import annotated_candidates, plan, run_synth
 
@@ -303,9 +305,9 @@ def test_annotated_row_without_its_annotation_names_the_fix(tmp_path):
 
 
 def test_kinds_accept_kinds_skills_and_counts():
-    assert commands.resolve_kinds(["crop_zoom=3", "triangle"], 2) == {"small_tag": 3, "triangle": 2}
+    assert synth.resolve_kinds(["crop_zoom=3", "triangle"], 2) == {"small_tag": 3, "triangle": 2}
     with pytest.raises(ConfigError, match="neither a kind"):
-        commands.resolve_kinds(["juggling"], 1)
+        synth.resolve_kinds(["juggling"], 1)
 
 
 def test_cli_builds_and_prints_the_summary(codedance_cli, tmp_path):
@@ -327,6 +329,7 @@ def test_cli_builds_and_prints_the_summary(codedance_cli, tmp_path):
     assert summary["kept"] == 1
     assert summary["rejected"] == 1
     assert summary["exports"] == {"sharegpt": str(out / "sharegpt.jsonl")}
+    assert f"(view: {invocation()} view {out})" in result.output  # works from a new shell
     (kept,) = lines(out / "trajectories.jsonl")
     crop = Image.open(out / kept["turns"][0]["execution"]["images"][0]).convert("RGB")
     centre = crop.getpixel((crop.width // 2, crop.height // 2))
@@ -338,4 +341,4 @@ def test_cli_builds_and_prints_the_summary(codedance_cli, tmp_path):
 
 def test_synth_and_train_are_built_in_commands(codedance_registry):
     for name in ("synth", "train"):
-        assert codedance_registry.entry("command", name).plugin.name == commands.__name__
+        assert codedance_registry.entry("command", name).plugin.name == builtin_commands.__name__

@@ -19,10 +19,10 @@ from PIL import Image
 
 from codedance.core.errors import ConfigError
 from codedance.core.registry import Registry
+from codedance.plugins import commands as builtin_commands
 from codedance.plugins.protocols.codedance import SYSTEM
 from codedance.runtime.images import smart_resize
 from codedance.runtime.types import Task
-from codedance.trainers import data_commands
 from codedance.trainers.verl.data import (
     RowBuilder,
     input_images,
@@ -375,4 +375,4 @@ def test_cli_explains_bad_sources(
 
 
 def test_the_data_command_is_built_in(codedance_registry: Registry) -> None:
-    assert codedance_registry.entry("command", "data").plugin.name == data_commands.__name__
+    assert codedance_registry.entry("command", "data").plugin.name == builtin_commands.__name__

@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from codedance.commands.view import view_command
 from codedance.runtime.types import Message, Parsed, Part, Task, Trajectory, Turn
-from codedance.runtime.viewer import load_run, render_html, run_stats, view_command, write_view
+from codedance.runtime.viewer import load_run, render_html, run_stats, write_view
 from codedance.sandboxes.base import CapturedImage, ErrorInfo, ExecutionRecord
 
 MAGENTA = (255, 0, 255)

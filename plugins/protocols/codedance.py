@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from codedance import hookimpl
 from codedance.core.hookspecs import Register
-from codedance.runtime.protocol import Protocol, execution_notes, question_with_options
+from codedance.runtime.protocol import (
+    Protocol,
+    execution_notes,
+    question_with_options,
+    think_text,
+)
 from codedance.runtime.types import Message, Parsed, Part, Task
 
 if TYPE_CHECKING:
@@ -45,7 +50,6 @@ INSTRUCTION = (
 NO_OUTPUT = "Code executed successfully. No explicit output or figures produced."
 FUNCTION = "execute_python_code"
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _CODE_TAG = re.compile(r"<code>\s*```(?:python|py)?[ \t]*\n(.*?)```\s*</code>", re.DOTALL)
@@ -86,7 +90,7 @@ class CodeDanceProtocol(Protocol):
         )
 
     def parse(self, text: str) -> Parsed:
-        thought = "\n".join(m.strip() for m in _THINK.findall(text))
+        thought = think_text(text)
         if not text.strip():
             return Parsed(problem=f"Your turn was empty. {_FORMAT_HINT}")
         parsed = _parse_tool_call(text) or _parse_code(text)

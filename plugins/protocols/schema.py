@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 from codedance import hookimpl
 from codedance.core.hookspecs import Register
 from codedance.plugins.protocols.tagged import message_of, question_text
-from codedance.runtime.protocol import Protocol
+from codedance.runtime.protocol import Protocol, thought_before
 from codedance.runtime.types import Message, Parsed, Part, Task
 
 if TYPE_CHECKING:
@@ -93,7 +93,6 @@ The tools act on the first input image. You cannot run code. Think inside <think
 then either call one tool and wait for its result, or give the final answer inside \
 <answer></answer>."""
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _JSON_FENCE = re.compile(r"\s*```(?:json)?\s*\n?(.*?)```\s*$", re.DOTALL)
@@ -151,18 +150,19 @@ class SchemaProtocol(Protocol):
         calls = list(_TOOL_CALL.finditer(text))
         if len(calls) > 1:
             return Parsed(
-                thought=_thought(text, calls[0].start()),
+                thought=thought_before(text, calls[0].start()),
                 problem=f"You made {len(calls)} tool calls in one turn, so none ran. Make "
                 "exactly one call per turn and wait for its result.",
             )
         if calls:
-            return self._parse_call(calls[0].group(1), _thought(text, calls[0].start()))
+            return self._parse_call(calls[0].group(1), thought_before(text, calls[0].start()))
         answers = list(_ANSWER.finditer(text))
         if answers:
             return Parsed(
-                thought=_thought(text, answers[-1].start()), answer=answers[-1].group(1).strip()
+                thought=thought_before(text, answers[-1].start()),
+                answer=answers[-1].group(1).strip(),
             )
-        return Parsed(thought=_thought(text, len(text)), problem=self._missing_action(text))
+        return Parsed(thought=thought_before(text, len(text)), problem=self._missing_action(text))
 
     def observation(
         self,
@@ -300,12 +300,6 @@ def _error(record: ExecutionRecord) -> str:
     if record.timed_out or record.session_died:
         return "Error: the tool did not finish; try again or answer."
     return ""
-
-
-def _thought(text: str, end: int) -> str:
-    """The ``<think>`` text when there is some, else the prose before the action."""
-    thinking = "\n".join(m.strip() for m in _THINK.findall(text))
-    return thinking or text[:end].strip()
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from codedance import hookimpl
 from codedance.core.errors import ConfigError
 from codedance.core.hookspecs import Register
-from codedance.runtime.protocol import Protocol, execution_notes
+from codedance.runtime.protocol import Protocol, execution_notes, thought_before
 from codedance.runtime.types import Message, Parsed, Part, Task
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ ANSWER_STYLES = {
 }
 NO_OUTPUT = "The code ran without output: print() values or display() images to see them."
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _CODE_TAG = re.compile(r"<code>(.*?)</code>", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)[ \t]*\n(.*?)```", re.DOTALL)
@@ -110,7 +109,7 @@ class TaggedCodeProtocol(Protocol):
         blocks = _code_blocks(text)
         if blocks:
             start, code, call_format = blocks[0]
-            thought = _thought(text, start)
+            thought = thought_before(text, start)
             if not code.strip():
                 return Parsed(
                     thought=thought, problem=f"Your code block is empty. {self._format_hint()}"
@@ -122,7 +121,7 @@ class TaggedCodeProtocol(Protocol):
         if answers:
             start, kind, answer = answers[-1]
             return self._answer(text, start, kind, answer)
-        return Parsed(thought=_thought(text, len(text)), problem=self._missing_action(text))
+        return Parsed(thought=thought_before(text, len(text)), problem=self._missing_action(text))
 
     def observation(
         self,
@@ -149,7 +148,7 @@ class TaggedCodeProtocol(Protocol):
         )
 
     def _answer(self, text: str, start: int, kind: str, answer: str) -> Parsed:
-        thought, form = _thought(text, start), ANSWER_STYLES[self.answer_style]
+        thought, form = thought_before(text, start), ANSWER_STYLES[self.answer_style]
         accepted = {"tag": ("tag", "tag_boxed"), "boxed": ("boxed", "tag_boxed")}
         if self.strict_answer and kind not in accepted.get(self.answer_style, (self.answer_style,)):
             return Parsed(thought=thought, problem=f"Write the final answer exactly as {form}.")
@@ -294,12 +293,6 @@ def _boxed(text: str) -> list[tuple[int, str]]:
             found.append((start, text[start + len(_BOXED) : at - 1]))
         start = text.find(_BOXED, at if depth == 0 else start + 1)
     return found
-
-
-def _thought(text: str, end: int) -> str:
-    """The ``<think>`` text when there is some, else the prose before the action."""
-    thinking = "\n".join(m.strip() for m in _THINK.findall(text))
-    return thinking or text[:end].strip()
 
 
 @hookimpl

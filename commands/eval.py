@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codedance.core.cli import App, pass_app
+from codedance.core.cli import App, invocation, pass_app
 
 if TYPE_CHECKING:
     from codedance.evaluation.benchmark import Benchmark
@@ -75,12 +75,13 @@ def eval_command(app: App, **kwargs: Any) -> None:
 
 
 def _evaluate(app: App, **kwargs: Any) -> None:
+    from codedance.commands.run import solve_with_progress, warn_missing_tools
     from codedance.evaluation.judging import judged_score
     from codedance.evaluation.manifest import build_manifest
     from codedance.evaluation.problems import safe_score, write_problems
     from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
-    from codedance.runtime.cli import solve_with_progress
+    from codedance.runtime.metrics import missing_packages
     from codedance.runtime.store import RunWriter
 
     name = kwargs["benchmark_name"]
@@ -100,7 +101,11 @@ def _evaluate(app: App, **kwargs: Any) -> None:
         RewardComposition.from_config(config.rewards, app.registry, where=config.where)
     )
 
+    missing: dict[str, list[str]] = {}  # from the live records: saved ones keep no error type
+
     def score(trajectory: Trajectory) -> None:
+        for message, tools in missing_packages([trajectory]).items():
+            missing.setdefault(message, []).extend(t for t in tools if t not in missing[message])
         rewards(trajectory)
         if trajectory.failure is not None:  # the framework's failures are no wrong answers
             return
@@ -124,6 +129,7 @@ def _evaluate(app: App, **kwargs: Any) -> None:
         raise
     writer.close()
     _finish(out, benchmark, replay is not None)
+    warn_missing_tools(missing)  # as `run` does: a lower score has this reason
     _check_loaded(benchmark, tasks)
 
 
@@ -195,8 +201,8 @@ def _write_meta(
 
 
 def _finish(out: Path, benchmark: Benchmark, replayed: bool, *, quiet: bool = False) -> None:
+    from codedance.commands.run import echo_failures
     from codedance.evaluation.report import markdown, summarize_run, write_report
-    from codedance.runtime.failures import echo_failures
     from codedance.runtime.store import read_trajectories
 
     trajectories = read_trajectories(out)
@@ -211,9 +217,8 @@ def _finish(out: Path, benchmark: Benchmark, replayed: bool, *, quiet: bool = Fa
         click.echo(f"Partial report ({len(trajectories)} tasks): {files['markdown']}", err=True)
         return
     click.echo(markdown(summary))
-    click.echo(
-        f"Report: {files['markdown']} and {files['html']}; trajectories: codedance view {out}"
-    )
+    view = f"{invocation()} view {out}"
+    click.echo(f"Report: {files['markdown']} and {files['html']}; trajectories: {view}")
     if replayed:
         click.secho(
             "No model was used: the benchmark's reference programs were replayed as the "

@@ -60,7 +60,6 @@ def run_command(
     """Solve TASKS (a JSONL file) or one --image/--question, writing trajectories to --out."""
     from codedance.rewards.composition import RewardComposition, composition_scorer
     from codedance.runtime.build import build_runner, model_config_for
-    from codedance.runtime.failures import echo_failures
     from codedance.runtime.metrics import missing_packages, summarize
     from codedance.runtime.store import RunWriter
 
@@ -203,6 +202,31 @@ def _explain(reward_lines: list[str], missing: dict[str, list[str]]) -> None:
             "  (each trajectory is scored as a group of one here; in training a prompt's "
             "rollouts form its group)"
         )
+    warn_missing_tools(missing)
+
+
+def warn_missing_tools(missing: dict[str, list[str]]) -> None:
+    """One warning per missing package (``runtime.metrics.missing_packages``), naming the tools."""
     for message, tools in missing.items():
         names = ", ".join(tools)
         click.secho(f"warning: tools unavailable in this run ({names}): {message}", fg="yellow")
+
+
+def echo_failures(trajectories: list[Trajectory], out: Path) -> None:
+    """Print the errors by kind; raise ``RunFailedError`` when one reason failed them all.
+
+    Called by ``run`` and ``eval`` after their reports are written, so a failed run
+    still leaves its records, and exits non-zero with the reason.
+    """
+    from codedance.runtime.failures import (
+        RunFailedError,
+        console_lines,
+        fatal_message,
+        summarize_failures,
+    )
+
+    for line in console_lines(summarize_failures(trajectories), str(out)):
+        click.secho(line, fg="yellow", err=True)
+    fatal = fatal_message(trajectories)
+    if fatal is not None:
+        raise RunFailedError(fatal)

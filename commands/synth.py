@@ -1,4 +1,4 @@
-"""Plugin: ``codedance synth``, the SFT cold-start data builder, registered like any plugin.
+"""``codedance synth``: the SFT cold-start data builder.
 
 The work lives in :mod:`codedance.trainers.synth` (candidates, the runtime, verification)
 and :mod:`codedance.trainers.sft_export` (ShareGPT and verl exports); this module keeps
@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codedance import hookimpl
-from codedance.core.cli import App, pass_app
+from codedance.core.cli import App, invocation, pass_app
 
 if TYPE_CHECKING:
-    from codedance.core.hookspecs import Register
     from codedance.trainers.synth import Candidate, Verdict
 
-__all__ = ["register_commands", "resolve_kinds", "synth_command"]
+__all__ = ["resolve_kinds", "synth_command"]
 
 FORMATS = ("sharegpt", "verl")
 
@@ -212,12 +210,5 @@ def _report(summary: dict[str, Any], out: Path) -> None:
         )
     for name, path in summary.get("exports", {}).items():
         click.echo(f"{name} export: {path}")
-    click.echo(f"Kept trajectories: {out / 'trajectories.jsonl'}  (view: codedance view {out})")
-
-
-@hookimpl
-def register_commands(register: Register) -> None:
-    from codedance.trainers.train_cli import train_command
-
-    register(synth_command)
-    register(train_command)
+    view = f"{invocation()} view {out}"
+    click.echo(f"Kept trajectories: {out / 'trajectories.jsonl'}  (view: {view})")
