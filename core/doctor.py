@@ -36,6 +36,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
         "torch",
         "torchvision",
         "verl",
+        "transformers",
         "cachetools",
         "uvicorn",
         "fastapi",
