@@ -37,6 +37,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
         "torchvision",
         "verl",
         "transformers",
+        "tensordict",
         "cachetools",
         "uvicorn",
         "fastapi",
