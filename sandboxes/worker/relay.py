@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .procs import children_map, descendants
 from .protocol import MAX_BLOB, MAX_HEADER, ProtocolError, send_message
 
 _LENGTH = struct.Struct(">I")
@@ -318,32 +319,6 @@ class Relay:
 # -- processes ---------------------------------------------------------------------------
 
 
-def _children_map() -> dict[int, list[tuple[int, int]]]:
-    """parent pid -> [(start time, pid)] of live processes, from /proc."""
-    children: dict[int, list[tuple[int, int]]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X"):
-            children.setdefault(int(fields[1]), []).append((int(fields[19]), int(entry)))
-    return children
-
-
-def _descendants(root: int, children: dict[int, list[tuple[int, int]]]) -> list[int]:
-    found, stack = [], [root]
-    while stack:
-        for _, child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def _kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -353,7 +328,7 @@ def _kill_all(pids: list[int]) -> None:
 def kill_descendants() -> None:
     """SIGKILL every process below this one (a fork bomb may add some while we kill)."""
     for _ in range(50):
-        victims = _descendants(os.getpid(), _children_map())
+        victims = descendants(os.getpid())
         if not victims:
             break
         _kill_all(victims)
@@ -372,11 +347,11 @@ def kill_leftovers(init: int, on_error: str) -> None:
     if on_error == "rollback":
         return
     for _ in range(50):
-        children = _children_map()
+        children = children_map()
         below_init = sorted(children.get(init, []))
         if not below_init:
             return
-        victims = _descendants(below_init[-1][1], children)
+        victims = descendants(below_init[-1][1], children)
         victims += [pid for _, pid in below_init[:-1]]
         if not victims:
             return

@@ -33,6 +33,7 @@ from typing import Any
 
 from . import isolation
 from .holder import failure, holder_main
+from .procs import descendants
 from .protocol import ProtocolError, recv_frame, recv_message, send_message, send_raw
 
 __all__ = ["init_main"]
@@ -393,7 +394,7 @@ class Init:
                 os.kill(-1, signal.SIGKILL)
         else:
             for _ in range(100):  # a fork bomb may add children while we kill
-                victims = _descendants(os.getpid())
+                victims = descendants(os.getpid())
                 if not victims:
                     break
                 for pid in victims:
@@ -407,25 +408,3 @@ class Init:
                 return
             except InterruptedError:
                 continue
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live descendant of ``root``, from /proc's parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
